@@ -1,0 +1,103 @@
+"""The run directory: the config a run was started with, and its Orbax checkpoints.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a run
+killed mid-save (even `kill -9`) resumes from the last complete checkpoint. The workdir records
+the config it was started with; resuming with a config that changes the experiment is refused.
+"""
+import json
+import pathlib
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from ls_jax.errors import UserError
+
+# Fields that may change between a run and its resumption without changing the experiment.
+_RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "checkpoint_every_steps",
+                      "keep_checkpoints", "parallelism", "eval_batch_size")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flat(value, f"{prefix}{key}."))
+    return out
+  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+class RunDirectory:
+  """`<workdir>/config.json` and `<workdir>/checkpoints/<step>`."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, *, restart: bool = False):
+    self.workdir = pathlib.Path(workdir)
+    self.checkpoint_dir = self.workdir / "checkpoints"
+    config_path = self.workdir / "config.json"
+    if restart and self.workdir.exists() and jax.process_index() == 0:
+      # Never delete a run: move it aside.
+      aside = self.workdir.with_name(f"{self.workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+      self.workdir.rename(aside)
+      print(f"ls_jax: moved the previous run to {aside}", flush=True)
+    _sync("restart")
+    if config_path.exists():
+      self._check_same_experiment(json.loads(config_path.read_text()), config.to_dict())
+    elif jax.process_index() == 0:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      tmp = config_path.with_suffix(".json.tmp")
+      tmp.write_text(json.dumps(config.to_dict(), indent=2, default=list))
+      tmp.rename(config_path)
+    _sync("config")
+    self._manager = ocp.CheckpointManager(
+        self.checkpoint_dir.absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    self.previous_train_seconds = 0.0
+
+  def _check_same_experiment(self, saved: dict, current: dict) -> None:
+    saved, current = _flat(saved), _flat(current)
+    for key in sorted(set(saved) | set(current)):
+      if key in _RESUMABLE_CHANGES or saved.get(key) == current.get(key):
+        continue
+      raise UserError(
+          f"workdir {self.workdir} holds a run with a different config ({key}: "
+          f"{saved.get(key)!r} there, {current.get(key)!r} now), so it cannot be resumed; use "
+          "another --workdir, or pass --restart to move that run aside and start fresh")
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def restore_or_keep(self, state):
+    """The latest checkpoint restored into `state`'s structure and shardings, else `state`."""
+    step = self.latest_step()
+    if step is None:
+      return state
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+    except Exception as e:  # Orbax/TensorStore raise many types; the message is what matters.
+      raise UserError(
+          f"checkpoint {self.checkpoint_dir / str(step)} cannot be restored "
+          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+          "delete that step directory to resume from an earlier one, or pass --restart") from None
+    self.previous_train_seconds = restored.progress["train_seconds"]
+    return restored.state
+
+  def save(self, step: int, state, *, train_seconds: float = 0.0, wait: bool = False) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        progress=ocp.args.JsonSave({"train_seconds": train_seconds})), force=True)
+    if wait:
+      self._manager.wait_until_finished()
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f"ls_jax:{name}")
+

@@ -1,0 +1,80 @@
+"""Validation of a resolved config before anything compiles: one `UserError` naming the field."""
+from typing import Any
+
+import ml_collections
+
+from ls_jax.errors import UserError
+
+_CHOICES = {
+    "data.augment": ("none", "crop_flip", "inception"),
+    "data.label_noise.kind": ("symmetric", "asymmetric"),
+    "compute_dtype": ("float32", "bfloat16"),
+    "optimizer.name": ("adam", "sgd"),
+    "optimizer.schedule": ("constant", "cosine", "step"),
+    "parallelism": ("jit", "pmap"),
+    "nonfinite_loss": ("stop", "skip"),
+}
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(config, (ml_collections.ConfigDict, dict)):
+    items = {}
+    for key in config.keys():
+      items.update(_flatten(config[key], f"{prefix}{key}."))
+    return items
+  return {prefix[:-1]: config}
+
+
+def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.ConfigDict,
+             device_count: int) -> None:
+  """Checks keys against `reference` (configs/default.py), types, ranges and choices."""
+  fields, known = _flatten(config), _flatten(reference)
+  unknown = sorted(set(fields) - set(known))
+  if unknown:
+    raise UserError(f"unknown config field {unknown[0]!r} (not in configs/default.py)")
+  missing = sorted(set(known) - set(fields))
+  if missing:
+    raise UserError(f"config is missing field {missing[0]!r} (start from configs/default.py)")
+  for name, value in fields.items():
+    expected = known[name]
+    if expected is None or value is None:
+      continue
+    numeric = isinstance(expected, (int, float)) and not isinstance(expected, bool)
+    if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+      raise UserError(f"config.{name}={value!r}: expected a number")
+    if isinstance(expected, bool) and not isinstance(value, bool):
+      raise UserError(f"config.{name}={value!r}: expected true or false")
+    if isinstance(expected, str) and not isinstance(value, str):
+      raise UserError(f"config.{name}={value!r}: expected a string")
+  for name, choices in _CHOICES.items():
+    if fields[name] not in choices:
+      raise UserError(f"config.{name}={fields[name]!r}: expected one of {', '.join(choices)}")
+
+  def check(name: str, ok: bool, requirement: str) -> None:
+    if not ok:
+      raise UserError(f"config.{name}={fields[name]!r}: {requirement}")
+
+  check("loss.label_smoothing", 0 <= fields["loss.label_smoothing"] < 1, "must be in [0, 1)")
+  check("loss.confidence_penalty", fields["loss.confidence_penalty"] >= 0, "must be >= 0")
+  check("mixup.alpha", fields["mixup.alpha"] >= 0, "must be >= 0")
+  check("cutmix.alpha", fields["cutmix.alpha"] >= 0, "must be >= 0")
+  check("cutmix.alpha", not (fields["mixup.alpha"] > 0 and fields["cutmix.alpha"] > 0),
+        "choose one of mixup.alpha and cutmix.alpha")
+  check("data.label_noise.rate", 0 <= fields["data.label_noise.rate"] <= 1, "must be in [0, 1]")
+  check("num_classes", fields["num_classes"] >= 2 and isinstance(fields["num_classes"], int),
+        "must be an integer >= 2")
+  for name in ("batch_size", "eval_batch_size", "num_steps", "log_every_steps",
+               "checkpoint_every_steps", "keep_checkpoints"):
+    check(name, isinstance(fields[name], int) and fields[name] > 0, "must be a positive integer")
+  check("batch_size", fields["batch_size"] % device_count == 0,
+        f"must be divisible by the {device_count} devices")
+  check("optimizer.learning_rate", fields["optimizer.learning_rate"] > 0, "must be > 0")
+  check("optimizer.weight_decay", fields["optimizer.weight_decay"] >= 0, "must be >= 0")
+  check("optimizer.grad_clip_norm", fields["optimizer.grad_clip_norm"] >= 0, "must be >= 0")
+  check("optimizer.warmup_steps", 0 <= fields["optimizer.warmup_steps"] < fields["num_steps"],
+        "must be in [0, num_steps)")
+  check("optimizer.decay_boundaries",
+        all(0 < b < 1 for b in fields["optimizer.decay_boundaries"]),
+        "fractions of num_steps, each in (0, 1)")
+  check("data.augment", fields["data.augment"] != "inception" or not fields["data.in_memory"],
+        "inception crops are host-side: set data.in_memory=False")

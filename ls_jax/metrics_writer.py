@@ -1,0 +1,72 @@
+"""Where metrics go: `<workdir>/metrics.jsonl`, TensorBoard event files, and the terminal."""
+import json
+import pathlib
+import sys
+import time
+from typing import Any
+
+
+class MetricsWriter:
+  """Appends scalars to metrics.jsonl and TensorBoard; writes results.json. Process 0 only."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self.enabled = enabled
+    self.workdir = pathlib.Path(workdir)
+    if not enabled:
+      return
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._tensorboard = SummaryWriter(str(self.workdir / "tensorboard"))
+    self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def write_text(self, name: str, text: str) -> None:
+    if self.enabled:
+      self._tensorboard.add_text(name, text, 0)
+
+  def write_results(self, results: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    path = self.workdir / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.rename(path)  # Atomic: a reader never sees half a file.
+
+  def close(self) -> None:
+    if self.enabled:
+      self._tensorboard.close()
+      self._jsonl.close()
+
+
+class Progress:
+  """A tqdm bar on a terminal; one log line per logging interval otherwise (CI, files)."""
+
+  def __init__(self, start_step: int, num_steps: int, *, enabled: bool = True):
+    self.last_step = start_step
+    self.enabled = enabled
+    self._bar = None
+    if enabled and sys.stderr.isatty():
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True)
+    self._num_steps = num_steps
+
+  def update(self, step: int, summary: dict[str, float]) -> None:
+    if self._bar is not None:
+      self._bar.update(step - self.last_step)
+      self._bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}")
+    elif self.enabled:
+      remaining = (self._num_steps - step) / max(summary["steps_per_second"], 1e-9)
+      print(f"step {step}/{self._num_steps}  loss {summary['loss']:.4f}  "
+            f"acc {summary['accuracy']:.3f}  {summary['steps_per_second']:.0f} steps/s  "
+            f"eta {remaining:.0f}s", flush=True)
+    self.last_step = step
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

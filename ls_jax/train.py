@@ -1,0 +1,443 @@
+"""Training and evaluation: one jitted, data-parallel train step driven by an ml-collections config.
+
+The same code runs on one CPU, on 8 devices, or on many hosts: the batch is sharded over the
+`data` axis of a device mesh (`NamedSharding`, the pjit way) and params are replicated, so XLA
+inserts the gradient all-reduce. `config.parallelism='pmap'` runs the same step under `jax.pmap`
+with an explicit `pmean`.
+
+Reproducibility: the data order is a function of (seed, step) (see `input_pipeline`), and the
+step's randomness is `fold_in(seed, step)`. A resumed run therefore replays exactly the
+uninterrupted one, bit for bit on CPU.
+"""
+import dataclasses
+import functools
+import json
+import signal
+import sys
+import time
+from typing import Any, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from ls_jax import calibration
+from ls_jax import checkpointing
+from ls_jax import input_pipeline
+from ls_jax import losses
+from ls_jax import mixing
+from ls_jax import models
+from ls_jax.errors import UserError
+from ls_jax.metrics_writer import MetricsWriter, Progress
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  # Updates whose loss or gradient was not finite are not applied (see `train_step`).
+  num_nonfinite_steps: jax.Array
+  first_nonfinite_step: jax.Array  # -1 while every step was finite.
+
+
+class NonFiniteLoss(UserError):
+  pass
+
+
+# ------------------------------------------------------------------------------------------------
+# The step.
+
+
+def objective(logits: jax.Array, labels: jax.Array, targets: Optional[jax.Array],
+              loss_config: ml_collections.ConfigDict) -> jax.Array:
+  """Per-example training loss: smoothed CE (or soft CE on mixed targets) - beta * H(p)."""
+  if targets is not None:  # Mixed targets are already smoothed: smoothing again would double it.
+    per_example = losses.soft_cross_entropy(logits, targets)
+  else:
+    per_example = losses.smoothed_cross_entropy(logits, labels, loss_config.label_smoothing)
+  if loss_config.confidence_penalty:
+    per_example = per_example - loss_config.confidence_penalty * losses.entropy(logits)
+  return per_example
+
+
+def mix_batch(rng: jax.Array, images: jax.Array, labels: jax.Array,
+              config: ml_collections.ConfigDict) -> tuple[jax.Array, Optional[jax.Array]]:
+  """Mixup / CutMix inside the step; returns (inputs, soft targets or None when not mixing)."""
+  if config.mixup.alpha > 0:
+    images, targets, _ = mixing.mixup(rng, images, labels, config.num_classes, config.mixup.alpha,
+                                      label_smoothing=config.loss.label_smoothing)
+    return images, targets
+  if config.cutmix.alpha > 0:
+    images, targets, _ = mixing.cutmix(rng, images, labels, config.num_classes,
+                                       config.cutmix.alpha,
+                                       label_smoothing=config.loss.label_smoothing)
+    return images, targets
+  return images, None
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
+               model: flax.linen.Module, config: ml_collections.ConfigDict,
+               axis_name: Optional[str] = None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on a global batch (or on a device's shard under pmap, `axis_name` set)."""
+  rng = jax.random.fold_in(base_rng, state.step)
+  augment_rng, mix_rng = jax.random.split(rng)
+  dtype = jnp.dtype(config.compute_dtype)
+  images = input_pipeline.normalize(batch["image"], config.data.name, dtype)
+  if config.data.augment == "crop_flip":
+    images = input_pipeline.random_crop_flip(augment_rng, images)
+  images, targets = mix_batch(mix_rng, images, batch["label"], config)
+
+  def loss_fn(params):
+    variables = {"params": params}
+    if state.batch_stats is not None:
+      variables["batch_stats"] = state.batch_stats
+      logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    else:
+      logits, updates = model.apply(variables, images, train=True), {}
+    loss = objective(logits, batch["label"], targets, config.loss).mean()
+    return loss, (logits, updates.get("batch_stats"))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  if axis_name is not None:  # Under jit the mean over the global batch already spans devices.
+    grads, loss = jax.lax.pmean((grads, loss), axis_name)
+  finite = jnp.isfinite(loss) & jnp.all(
+      jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  # A non-finite step changes nothing but the counters: params stay the last good ones.
+  state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
+                       state.replace(step=updated.step))
+  state = state.replace(
+      num_nonfinite_steps=state.num_nonfinite_steps + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                                     updated.step - 1, state.first_nonfinite_step))
+  probs = jax.nn.softmax(logits)
+  metrics = {
+      "loss": loss,
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+      "mean_confidence": jnp.mean(jnp.max(probs, -1)),
+      "grad_norm": optax.global_norm(grads),
+  }
+  if axis_name is not None:
+    metrics = jax.lax.pmean(metrics, axis_name)
+  return state, metrics
+
+
+def eval_logits(state: TrainState, images: jax.Array, *, model: flax.linen.Module,
+                config: ml_collections.ConfigDict) -> jax.Array:
+  variables = {"params": state.params}
+  if state.batch_stats is not None:
+    variables["batch_stats"] = state.batch_stats
+  images = input_pipeline.normalize(images, config.data.name, jnp.dtype(config.compute_dtype))
+  return model.apply(variables, images, train=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Set-up: optimizer, state, parallelism.
+
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  if opt.schedule == "constant":
+    decayed = optax.constant_schedule(opt.learning_rate)
+  elif opt.schedule == "cosine":
+    decayed = optax.cosine_decay_schedule(opt.learning_rate, num_steps - opt.warmup_steps)
+  else:  # step: multiply by decay_factor at each boundary (fractions of the run).
+    decayed = optax.piecewise_constant_schedule(
+        opt.learning_rate,
+        {int(b * num_steps) - opt.warmup_steps: opt.decay_factor for b in opt.decay_boundaries})
+  if not opt.warmup_steps:
+    return decayed
+  warmup = optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
+  return optax.join_schedules([warmup, decayed], [opt.warmup_steps])
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+  schedule = learning_rate_schedule(opt, num_steps)
+  # Decay kernels only: decaying biases and BatchNorm scales is known to hurt (Goyal et al. 2017).
+  kernels_only = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  chain = []
+  if opt.grad_clip_norm:
+    chain.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  if opt.name == "sgd":
+    # Classic L2 (He et al. 2016; Zhang et al. 2018): decay added to the gradient before momentum.
+    if opt.weight_decay:
+      chain.append(optax.add_decayed_weights(opt.weight_decay, mask=kernels_only))
+    chain.append(optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
+  else:  # Adam, with decoupled decay (AdamW, Loshchilov & Hutter 2019) when weight_decay > 0.
+    chain.append(optax.adamw(schedule, weight_decay=opt.weight_decay, mask=kernels_only))
+  return optax.chain(*chain)
+
+
+def create_train_state(rng: jax.Array, model: flax.linen.Module, input_shape: tuple[int, ...],
+                       tx: optax.GradientTransformation) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1,) + input_shape, jnp.float32), train=False)
+  return TrainState.create(
+      apply_fn=model.apply, params=variables["params"], tx=tx,
+      batch_stats=variables.get("batch_stats"),
+      num_nonfinite_steps=jnp.zeros((), jnp.int32),
+      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+@dataclasses.dataclass
+class Parallelism:
+  """How the step runs across devices: `jit` with NamedSharding, or `pmap`."""
+  strategy: str
+  mesh: jax.sharding.Mesh
+
+  @property
+  def replicated(self):
+    return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+  @property
+  def data_sharded(self):
+    return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Process-local NumPy batch -> global array sharded over `data` (jit) or per device (pmap)."""
+    if self.strategy == "pmap":
+      count = jax.local_device_count()
+      return jax.tree.map(lambda x: x.reshape((count, -1) + x.shape[1:]), local_batch)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
+
+  def compile_step(self, model, config):
+    step = functools.partial(train_step, model=model, config=config)
+    if self.strategy == "pmap":
+      return jax.pmap(functools.partial(step, axis_name="data"), axis_name="data",
+                      in_axes=(0, 0, None), donate_argnums=(0,))
+    return jax.jit(step, in_shardings=(self.replicated, self.data_sharded, self.replicated),
+                   out_shardings=(self.replicated, self.replicated), donate_argnums=(0,))
+
+  def to_device(self, state: TrainState) -> TrainState:
+    if self.strategy == "pmap":
+      return flax.jax_utils.replicate(state)
+    return jax.device_put(state, self.replicated)
+
+  def from_device(self, state: TrainState) -> TrainState:
+    """The state as one copy (checkpointing, evaluation)."""
+    if self.strategy == "pmap":
+      return jax.device_put(flax.jax_utils.unreplicate(state), self.replicated)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def evaluate(state: TrainState, split: input_pipeline.Split, *, model, config,
+             parallelism: Parallelism) -> tuple[np.ndarray, np.ndarray]:
+  """Logits and labels of a whole split, gathered on every process."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  devices = jax.device_count()
+  batch_size = -(-config.eval_batch_size // devices) * devices
+  forward = jax.jit(functools.partial(eval_logits, model=model, config=config),
+                    in_shardings=(parallelism.replicated, parallelism.data_sharded),
+                    out_shardings=parallelism.data_sharded)
+  all_logits, all_labels = [], []
+  for batch in input_pipeline.eval_batches(split, batch_size=batch_size,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count()):
+    mask = batch.pop("mask")
+    images = jax.make_array_from_process_local_data(parallelism.data_sharded, batch["image"])
+    logits = forward(state, images)
+    local = {"logits": logits, "label": batch["label"], "mask": mask}
+    if jax.process_count() > 1:
+      gathered = multihost_utils.process_allgather(
+          {"logits": logits, "label": jax.make_array_from_process_local_data(
+              parallelism.data_sharded, batch["label"]),
+           "mask": jax.make_array_from_process_local_data(parallelism.data_sharded, mask)},
+          tiled=True)
+    else:
+      gathered = jax.device_get(local)
+    keep = np.asarray(gathered["mask"], bool)
+    all_logits.append(np.asarray(gathered["logits"], np.float32)[keep])
+    all_labels.append(np.asarray(gathered["label"])[keep])
+  return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+def final_evaluation(state, dataset: input_pipeline.Dataset, *, model, config,
+                     parallelism) -> dict[str, Any]:
+  """Test metrics, plus temperature scaling fitted on validation (Guo et al. 2017)."""
+  val_logits, val_labels = evaluate(state, dataset.validation, model=model, config=config,
+                                    parallelism=parallelism)
+  test_logits, test_labels = evaluate(state, dataset.test, model=model, config=config,
+                                      parallelism=parallelism)
+  temperature = calibration.fit_temperature(val_logits, val_labels)
+  return {
+      **calibration.calibration_metrics(test_logits, test_labels),
+      "validation": calibration.calibration_metrics(val_logits, val_labels),
+      "temperature": float(temperature),
+      "temperature_scaled": calibration.calibration_metrics(test_logits / temperature,
+                                                            test_labels),
+  }
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop.
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT (preemption, Ctrl-C) into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signal_name: Optional[str] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def requested(self, synchronize: bool) -> bool:
+    if not synchronize or jax.process_count() == 1:
+      return self.signal_name is not None
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flags = multihost_utils.process_allgather(np.int32(self.signal_name is not None))
+    return bool(np.any(flags))
+
+
+def environment_info() -> dict[str, Any]:
+  device = jax.devices()[0]
+  return {"jax_version": jax.__version__, "backend": jax.default_backend(),
+          "device_kind": device.device_kind, "device_count": jax.device_count(),
+          "local_device_count": jax.local_device_count(), "process_count": jax.process_count()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       restart: bool = False) -> dict[str, Any]:
+  """Trains (resuming from `workdir` if it holds a run), evaluates, writes results.json."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config_checks.validate(config, reference=default.get_config(), device_count=jax.device_count())
+  run = checkpointing.RunDirectory(workdir, config, restart=restart)
+
+  dataset = input_pipeline.load_dataset(config.data, num_classes=config.num_classes,
+                                        seed=config.seed)
+  model = models.get_model(config.model.name, num_classes=config.num_classes,
+                           dtype=jnp.dtype(config.compute_dtype),
+                           **({"bn_axis_name": "data"} if config.parallelism == "pmap" else {}))
+  input_shape = _example_shape(dataset.train, config)
+  tx = make_optimizer(config.optimizer, config.num_steps)
+  parallelism = Parallelism(config.parallelism, jax.make_mesh((jax.device_count(),), ("data",)))
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = jax.jit(functools.partial(create_train_state, model=model, input_shape=input_shape,
+                                    tx=tx), out_shardings=parallelism.replicated)(init_rng)
+  state = run.restore_or_keep(state)
+  start_step = int(state.step)
+
+  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  if start_step == 0 and dataset.noise_report is not None:
+    writer.write_text("label_noise", f"realized rate {dataset.noise_report.realized_rate:.4f}")
+  step_fn = parallelism.compile_step(model, config)
+  state = parallelism.to_device(state)
+  batches = input_pipeline.train_batches(
+      dataset.train, start_step=start_step, num_steps=config.num_steps,
+      batch_size=config.batch_size, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  schedule = learning_rate_schedule(config.optimizer, config.num_steps)
+
+  progress = Progress(start_step, config.num_steps, enabled=jax.process_index() == 0)
+  train_seconds, interval_start, pending = 0.0, time.perf_counter(), []
+  step = start_step
+  with _StopRequest() as stop:
+    for step in range(start_step + 1, config.num_steps + 1):
+      state, metrics = step_fn(state, parallelism.global_batch(next(batches)), step_rng)
+      pending.append(metrics)
+      at_log = step % config.log_every_steps == 0 or step == config.num_steps
+      at_checkpoint = step % config.checkpoint_every_steps == 0 or step == config.num_steps
+      if at_log or at_checkpoint:
+        _check_finite(state, config, run, step)
+        summary = _mean_metrics(pending, config.parallelism)
+        pending = []
+        elapsed = time.perf_counter() - interval_start
+        train_seconds += elapsed
+        summary["learning_rate"] = float(schedule(step - 1))
+        summary["steps_per_second"] = (step - progress.last_step) / elapsed
+        writer.write_scalars(step, summary)
+        progress.update(step, summary)
+        if at_checkpoint:
+          run.save(step, parallelism.from_device(state),
+                   train_seconds=train_seconds + run.previous_train_seconds)
+        interval_start = time.perf_counter()
+      if stop.requested(synchronize=at_log):
+        _check_finite(state, config, run, step)
+        train_seconds += time.perf_counter() - interval_start
+        run.save(step, parallelism.from_device(state),
+                 train_seconds=train_seconds + run.previous_train_seconds, wait=True)
+        progress.close()
+        raise Interrupted(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in "
+                          f"{run.checkpoint_dir}; rerun the same command to resume")
+  progress.close()
+  run.wait()
+
+  state = parallelism.from_device(state)
+  results = final_evaluation(state, dataset, model=model, config=config, parallelism=parallelism)
+  results.update({
+      "steps": int(state.step), "examples_seen": int(state.step) * config.batch_size,
+      "train_seconds": train_seconds + run.previous_train_seconds,
+      "nonfinite_steps_skipped": int(state.num_nonfinite_steps),
+      "label_noise_realized_rate": (dataset.noise_report.realized_rate
+                                    if dataset.noise_report is not None else 0.0),
+      "environment": environment_info(), "config": config.to_dict(),
+  })
+  writer.write_scalars(int(state.step), {f"test/{k}": v for k, v in results.items()
+                                         if isinstance(v, float)})
+  writer.write_results(results)
+  writer.close()
+  return results
+
+
+class Interrupted(Exception):
+  """A clean stop on a signal, with a checkpoint written: the caller exits 0."""
+
+
+def _example_shape(split: input_pipeline.Split, config) -> tuple[int, ...]:
+  if split.images is not None:
+    return split.images.shape[1:]
+  return (config.data.image_size, config.data.image_size, 3)
+
+
+def _mean_metrics(pending: list[dict[str, jax.Array]], strategy: str) -> dict[str, float]:
+  fetched = jax.device_get(pending)
+  if strategy == "pmap":  # Identical across devices after pmean: keep device 0.
+    fetched = [jax.tree.map(lambda x: x[0], m) for m in fetched]
+  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def _check_finite(state: TrainState, config, run, step: int) -> None:
+  first_bad = int(jax.device_get(state.first_nonfinite_step).reshape(-1)[0])
+  if first_bad >= 0 and config.nonfinite_loss == "stop":
+    last = run.latest_step()
+    kept = f"the last good checkpoint is step {last} in {run.checkpoint_dir}" if last else (
+        "no checkpoint had been written yet")
+    raise NonFiniteLoss(f"the loss or gradient became non-finite at step {first_bad + 1}; "
+                        f"stopped at step {step} without saving; {kept} (lower the learning rate "
+                        "or set --config.nonfinite_loss=skip)")
+
+
+def summary_line(results: dict[str, Any], config: ml_collections.ConfigDict, workdir: str) -> str:
+  """A README-table row: what was trained, and the test metrics that answer the papers."""
+  method = (f"LS {config.loss.label_smoothing}" if config.loss.label_smoothing else "CE")
+  if config.loss.confidence_penalty:
+    method += f" + CP {config.loss.confidence_penalty}"
+  if config.mixup.alpha:
+    method += f" + mixup {config.mixup.alpha}"
+  if config.cutmix.alpha:
+    method += f" + cutmix {config.cutmix.alpha}"
+  scaled = results["temperature_scaled"]
+  return ("| dataset | model | method | steps | test acc | NLL | ECE | mean conf | T | ECE after TS "
+          "| train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+          f"| {config.data.name} | {config.model.name} | {method} | {results['steps']} "
+          f"| {results['accuracy']:.4f} | {results['nll']:.4f} | {results['ece']:.4f} "
+          f"| {results['mean_confidence']:.4f} | {results['temperature']:.3f} "
+          f"| {scaled['ece']:.4f} | {results['train_seconds']:.1f} |\n"
+          f"(full results: {workdir}/results.json)")

@@ -46,7 +46,8 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
       raise UserError(f"config.{name}={value!r}: expected true or false")
     if isinstance(expected, str) and not isinstance(value, str):
       raise UserError(f"config.{name}={value!r}: expected a string")
-  for name, choices in _CHOICES.items():
+  from ls_jax import models  # pylint: disable=g-import-not-at-top
+  for name, choices in {**_CHOICES, "model.name": models.MODEL_NAMES}.items():
     if fields[name] not in choices:
       raise UserError(f"config.{name}={fields[name]!r}: expected one of {', '.join(choices)}")
 

@@ -193,8 +193,9 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     if train.labels is None:
       raise UserError("data.label_noise needs an in-memory training split "
                       "(data.in_memory=True)")
-    noise_report = noise.corrupt_labels(train.labels, num_classes, data_config.label_noise.rate,
-                                        kind=data_config.label_noise.kind, seed=seed)
+    inject = (noise.symmetric_label_noise if data_config.label_noise.kind == "symmetric"
+              else noise.asymmetric_label_noise)
+    noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report)
 

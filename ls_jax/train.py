@@ -323,8 +323,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   dataset = input_pipeline.load_dataset(config.data, num_classes=config.num_classes,
                                         seed=config.seed)
   model = models.get_model(config.model.name, num_classes=config.num_classes,
-                           dtype=jnp.dtype(config.compute_dtype),
-                           **({"bn_axis_name": "data"} if config.parallelism == "pmap" else {}))
+                           dtype=jnp.dtype(config.compute_dtype))
+  if config.parallelism == "pmap" and hasattr(model, "bn_axis_name"):
+    model = model.clone(bn_axis_name="data")  # Batch statistics over all devices, as under jit.
   input_shape = _example_shape(dataset.train, config)
   tx = make_optimizer(config.optimizer, config.num_steps)
   parallelism = Parallelism(config.parallelism, jax.make_mesh((jax.device_count(),), ("data",)))
@@ -336,7 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
   if start_step == 0 and dataset.noise_report is not None:
-    writer.write_text("label_noise", f"realized rate {dataset.noise_report.realized_rate:.4f}")
+    writer.write_text("label_noise",
+                      f"realized rate {dataset.noise_report.realized_noise_rate:.4f}")
   step_fn = parallelism.compile_step(model, config)
   state = parallelism.to_device(state)
   batches = input_pipeline.train_batches(
@@ -385,7 +387,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "steps": int(state.step), "examples_seen": int(state.step) * config.batch_size,
       "train_seconds": train_seconds + run.previous_train_seconds,
       "nonfinite_steps_skipped": int(state.num_nonfinite_steps),
-      "label_noise_realized_rate": (dataset.noise_report.realized_rate
+      "label_noise_realized_rate": (dataset.noise_report.realized_noise_rate
                                     if dataset.noise_report is not None else 0.0),
       "environment": environment_info(), "config": config.to_dict(),
   })

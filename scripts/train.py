@@ -10,100 +10,12 @@ Rerunning with the same --workdir resumes from its latest checkpoint. Multi-host
 where `jax.distributed.initialize()` finds them itself (README, "Running at scale").
 Every error the user can fix ends in one line on stderr and exit status 2.
 """
-import os
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags
-from ml_collections import config_flags
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mnist1d.py.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
-_RESTART = flags.DEFINE_bool("restart", False,
-                             "Move an existing run in --workdir aside and start fresh.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for multi-process training.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
-
-
-def _fail(message: str) -> None:
-  print(f"ls_jax: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
-def _one_line(error: BaseException) -> str:
-  """The line that says what went wrong: the last line of an embedded traceback, else the first."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  if not lines:
-    return type(error).__name__
-  if any(line.startswith("Traceback") for line in lines):
-    return lines[-1]
-  return lines[0]
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing with every error (bad override, bad config file) as one line.
-
-  config_flags loads the config file lazily; reading `.value` here loads it inside the `try`.
-  """
-  path = next((a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")), None)
-  try:
-    remaining = flags.FLAGS(argv)
-    if not path:
-      _fail("--config is required, e.g. --config=configs/mnist1d.py")
-    if not os.path.isfile(path):
-      _fail(f"config file {path} does not exist")
-    if _CONFIG.value is None:
-      _fail(f"config file {path}: get_config() returned None")
-  except flags.UnrecognizedFlagError as e:
-    hint = " (not a field of the config)" if e.flagname.startswith("config.") else ""
-    _fail(f"unknown option --{e.flagname}{hint}")
-  except (KeyError, AttributeError) as e:
-    if "get_config" in str(e):
-      _fail(f"config file {path} does not define get_config()")
-    key = str(e).strip("'\"")
-    overrides = [a[2:].split("=")[0] for a in argv if a.startswith("--config.")]
-    field = next((o[len("config."):] for o in overrides if key in o.split(".")), key)
-    _fail(f"unknown config field {field!r} in a --config override")
-  except Exception as e:  # pylint: disable=broad-except  # Errors raised by the config file itself.
-    _fail(_one_line(e))
-  return remaining
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}; options are --flags")
-  if not _WORKDIR.value:
-    _fail("--workdir is required, e.g. --workdir=runs/mnist1d")
-  import jax  # pylint: disable=g-import-not-at-top  # After flags: --help stays fast.
-  from ls_jax import errors, train  # pylint: disable=g-import-not-at-top
-  distributed = _COORDINATOR.value is not None
-  if distributed or _launched_by_cluster():
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                               initialization_timeout=300)
-  try:
-    results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
-  except train.Interrupted as e:
-    print(f"ls_jax: {e}", file=sys.stderr, flush=True)
-    sys.exit(0)
-  except errors.UserError as e:
-    _fail(str(e))
-  if jax.process_index() == 0:
-    print(train.summary_line(results, _CONFIG.value, _WORKDIR.value), flush=True)
-
-
-def _launched_by_cluster() -> bool:
-  """SLURM with several tasks, or a multi-host TPU slice: `initialize()` reads the rest itself."""
-  return int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ
-
+from ls_jax import cli  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run()

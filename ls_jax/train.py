@@ -117,7 +117,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Arr
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
       "mean_confidence": jnp.mean(jnp.max(probs, -1)),
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": optax.tree.norm(grads),
   }
   if axis_name is not None:
     metrics = jax.lax.pmean(metrics, axis_name)
@@ -179,6 +179,13 @@ def create_train_state(rng: jax.Array, model: flax.linen.Module, input_shape: tu
       first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh over all devices (of all processes), axis `data`, with sharding left to GSPMD."""
+  devices = jax.devices() if devices is None else devices
+  return jax.sharding.Mesh(np.asarray(devices), ("data",),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+
+
 @dataclasses.dataclass
 class Parallelism:
   """How the step runs across devices: `jit` with NamedSharding, or `pmap`."""
@@ -193,10 +200,14 @@ class Parallelism:
   def data_sharded(self):
     return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
 
+  @property
+  def local_devices(self) -> list[jax.Device]:
+    return [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+
   def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """Process-local NumPy batch -> global array sharded over `data` (jit) or per device (pmap)."""
     if self.strategy == "pmap":
-      count = jax.local_device_count()
+      count = len(self.local_devices)
       return jax.tree.map(lambda x: x.reshape((count, -1) + x.shape[1:]), local_batch)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
@@ -205,13 +216,14 @@ class Parallelism:
     step = functools.partial(train_step, model=model, config=config)
     if self.strategy == "pmap":
       return jax.pmap(functools.partial(step, axis_name="data"), axis_name="data",
-                      in_axes=(0, 0, None), donate_argnums=(0,))
+                      in_axes=(0, 0, None), donate_argnums=(0,),
+                      devices=list(self.mesh.devices.flat))
     return jax.jit(step, in_shardings=(self.replicated, self.data_sharded, self.replicated),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=(0,))
 
   def to_device(self, state: TrainState) -> TrainState:
     if self.strategy == "pmap":
-      return flax.jax_utils.replicate(state)
+      return flax.jax_utils.replicate(state, self.local_devices)
     return jax.device_put(state, self.replicated)
 
   def from_device(self, state: TrainState) -> TrainState:
@@ -229,7 +241,7 @@ def evaluate(state: TrainState, split: input_pipeline.Split, *, model, config,
              parallelism: Parallelism) -> tuple[np.ndarray, np.ndarray]:
   """Logits and labels of a whole split, gathered on every process."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  devices = jax.device_count()
+  devices = parallelism.mesh.size
   batch_size = -(-config.eval_batch_size // devices) * devices
   forward = jax.jit(functools.partial(eval_logits, model=model, config=config),
                     in_shardings=(parallelism.replicated, parallelism.data_sharded),
@@ -305,19 +317,23 @@ class _StopRequest:
     return bool(np.any(flags))
 
 
-def environment_info() -> dict[str, Any]:
-  device = jax.devices()[0]
+def environment_info(mesh: jax.sharding.Mesh) -> dict[str, Any]:
+  device = mesh.devices.flat[0]
   return {"jax_version": jax.__version__, "backend": jax.default_backend(),
-          "device_kind": device.device_kind, "device_count": jax.device_count(),
-          "local_device_count": jax.local_device_count(), "process_count": jax.process_count()}
+          "device_kind": device.device_kind, "device_count": mesh.size,
+          "process_count": jax.process_count()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       restart: bool = False) -> dict[str, Any]:
-  """Trains (resuming from `workdir` if it holds a run), evaluates, writes results.json."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,
+                       devices: Optional[list[jax.Device]] = None) -> dict[str, Any]:
+  """Trains (resuming from `workdir` if it holds a run), evaluates, writes results.json.
+
+  `devices` defaults to every device of every process; `restart` moves an existing run aside.
+  """
+  mesh = data_mesh(devices)
   from configs import default  # pylint: disable=g-import-not-at-top
   from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
-  config_checks.validate(config, reference=default.get_config(), device_count=jax.device_count())
+  config_checks.validate(config, reference=default.get_config(), device_count=mesh.size)
   run = checkpointing.RunDirectory(workdir, config, restart=restart)
 
   dataset = input_pipeline.load_dataset(config.data, num_classes=config.num_classes,
@@ -328,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     model = model.clone(bn_axis_name="data")  # Batch statistics over all devices, as under jit.
   input_shape = _example_shape(dataset.train, config)
   tx = make_optimizer(config.optimizer, config.num_steps)
-  parallelism = Parallelism(config.parallelism, jax.make_mesh((jax.device_count(),), ("data",)))
+  parallelism = Parallelism(config.parallelism, mesh)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(functools.partial(create_train_state, model=model, input_shape=input_shape,
                                     tx=tx), out_shardings=parallelism.replicated)(init_rng)
@@ -389,7 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "nonfinite_steps_skipped": int(state.num_nonfinite_steps),
       "label_noise_realized_rate": (dataset.noise_report.realized_noise_rate
                                     if dataset.noise_report is not None else 0.0),
-      "environment": environment_info(), "config": config.to_dict(),
+      "environment": environment_info(parallelism.mesh), "config": config.to_dict(),
   })
   writer.write_scalars(int(state.step), {f"test/{k}": v for k, v in results.items()
                                          if isinstance(v, float)})

@@ -1,0 +1,173 @@
+"""The training system end to end, on the embedded data and 8 host devices."""
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default, mnist1d
+from ls_jax import input_pipeline, models, train
+from ls_jax.errors import UserError
+
+
+def small_config(**overrides):
+  config = mnist1d.get_config()
+  config.batch_size = 96  # Divisible by the 8 test devices (the recipe's 100 is not).
+  config.num_steps = 40
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 20
+  for key, value in overrides.items():
+    target = config
+    *path, leaf = key.split(".")
+    for name in path:
+      target = target[name]
+    target[leaf] = value
+  return config
+
+
+def test_run_writes_results_metrics_tensorboard_and_checkpoints(tmp_path):
+  results = train.train_and_evaluate(small_config(), str(tmp_path))
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  for key in ("accuracy", "nll", "ece", "mean_confidence", "steps", "examples_seen",
+              "train_seconds", "config", "environment", "temperature", "temperature_scaled"):
+    assert key in on_disk, key
+  assert on_disk["steps"] == 40 and on_disk["examples_seen"] == 40 * 96
+  assert on_disk["config"]["model"]["name"] == "cnn1d"
+  assert on_disk["environment"]["device_count"] == jax.device_count() == 8
+  assert results["accuracy"] > 0.2  # Above chance (0.1) after 40 steps.
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if "loss" in l] == [10, 20, 30, 40]
+  assert lines[0]["loss"] > lines[3]["loss"]
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
+      "20", "40"]
+
+
+def test_label_smoothing_lowers_confidence(tmp_path):
+  """Müller et al. 2019: LS shrinks confidence; training confidence is capped near 1-a+a/K."""
+  one_device = jax.devices()[:1]
+  ce = train.train_and_evaluate(small_config(num_steps=600), str(tmp_path / "ce"),
+                                devices=one_device)
+  ls = train.train_and_evaluate(small_config(num_steps=600, **{"loss.label_smoothing": 0.3}),
+                                str(tmp_path / "ls"), devices=one_device)
+  assert ls["mean_confidence"] < ce["mean_confidence"] - 0.05
+  assert ls["mean_confidence"] < 1 - 0.3 + 0.3 / 10 + 0.02
+
+
+def _run_steps(config, strategy: str, devices, num_steps: int = 3):
+  """Runs the real train step on the real data for a few steps under one strategy."""
+  model = models.get_model(config.model.name, num_classes=config.num_classes)
+  parallelism = train.Parallelism(strategy, train.data_mesh(devices))
+  tx = train.make_optimizer(config.optimizer, config.num_steps)
+  state = train.create_train_state(jax.random.key(0), model, (40,), tx)
+  state = parallelism.to_device(state)
+  split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
+  batches = input_pipeline.train_batches(split, start_step=0, num_steps=num_steps,
+                                         batch_size=config.batch_size, seed=0)
+  if strategy == "pmap":
+    step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
+                                      axis_name="data"),
+                    axis_name="data", in_axes=(0, 0, None), devices=devices)
+    shard = lambda b: jax.tree.map(lambda x: x.reshape((len(devices), -1) + x.shape[1:]), b)
+  else:
+    step = jax.jit(functools.partial(train.train_step, model=model, config=config),
+                   in_shardings=(parallelism.replicated, parallelism.data_sharded,
+                                 parallelism.replicated),
+                   out_shardings=(parallelism.replicated, parallelism.replicated))
+    shard = lambda b: jax.device_put(b, parallelism.data_sharded)
+  for batch in batches:
+    state, _ = step(state, shard(batch), jax.random.key(1))
+  return jax.device_get(parallelism.from_device(state).params) if strategy == "pmap" else (
+      jax.device_get(state.params))
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_jit_on_8_devices_and_pmap_match_one_device(label_smoothing):
+  config = small_config(**{"loss.label_smoothing": label_smoothing})
+  one = _run_steps(config, "jit", jax.devices()[:1])
+  eight = _run_steps(config, "jit", jax.devices())
+  pmapped = _run_steps(config, "pmap", jax.devices())
+  for other in (eight, pmapped):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), one, other)
+  # And the steps did something: every parameter moved from its initial value.
+  initial = train.create_train_state(
+      jax.random.key(0), models.get_model("cnn1d", num_classes=10), (40,),
+      train.make_optimizer(config.optimizer, 10)).params
+  for before, after in zip(jax.tree.leaves(initial), jax.tree.leaves(one)):
+    assert not np.allclose(before, after)
+
+
+def test_train_step_compiles_once(tmp_path):
+  config = small_config(num_steps=30, **{"mixup.alpha": 0.4, "loss.label_smoothing": 0.1})
+  model = models.get_model("cnn1d", num_classes=10)
+  parallelism = train.Parallelism("jit", train.data_mesh())
+  step = parallelism.compile_step(model, config)
+  state = parallelism.to_device(train.create_train_state(
+      jax.random.key(0), model, (40,), train.make_optimizer(config.optimizer, 30)))
+  split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
+  for batch in input_pipeline.train_batches(split, start_step=0, num_steps=30, batch_size=96,
+                                            seed=0):
+    state, metrics = step(state, parallelism.global_batch(batch), jax.random.key(0))
+  assert int(state.step) == 30
+  assert step._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+  config = small_config(num_steps=60, checkpoint_every_steps=10, **{
+      "optimizer.name": "sgd", "optimizer.learning_rate": 1e30})
+  with pytest.raises(train.NonFiniteLoss, match=r"non-finite at step \d+") as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert "\n" not in str(error.value)
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_non_finite_updates_can_be_skipped(tmp_path):
+  config = small_config(num_steps=20, **{"optimizer.name": "sgd", "optimizer.learning_rate": 1e30,
+                                         "nonfinite_loss": "skip"})
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["steps"] == 20 and results["nonfinite_steps_skipped"] > 0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("loss.label_smoothing", 1.0, r"loss.label_smoothing=1.0: must be in \[0, 1\)"),
+    ("loss.label_smoothing", -0.1, r"must be in \[0, 1\)"),
+    ("loss.confidence_penalty", -1.0, r"confidence_penalty=-1.0: must be >= 0"),
+    ("mixup.alpha", -0.2, r"mixup.alpha=-0.2: must be >= 0"),
+    ("batch_size", 100, r"batch_size=100: must be divisible by the 8 devices"),
+    ("num_classes", 7, r"num_classes=7 but dataset 'mnist1d' has 10 classes"),
+    ("model.name", "resnet9000", r"model.name='resnet9000': expected one of"),
+    ("optimizer.name", "adagrad", r"optimizer.name='adagrad': expected one of adam, sgd"),
+    ("data.label_noise.kind", "weird", r"data.label_noise.kind='weird'"),
+    ("num_steps", 0, r"num_steps=0: must be a positive integer"),
+])
+def test_bad_config_values_are_one_line_errors_naming_the_field(tmp_path, field, value, message):
+  with pytest.raises(UserError, match=message) as error:
+    train.train_and_evaluate(small_config(**{field: value}), str(tmp_path))
+  assert "\n" not in str(error.value)
+
+
+def test_unknown_config_field_is_rejected(tmp_path):
+  config = small_config()
+  config.loss.smothing = 0.1  # A typo must not be silently ignored.
+  with pytest.raises(UserError, match="unknown config field 'loss.smothing'"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_workdir_of_another_experiment_is_not_resumed(tmp_path):
+  one_device = jax.devices()[:1]
+  train.train_and_evaluate(small_config(num_steps=20), str(tmp_path), devices=one_device)
+  with pytest.raises(UserError, match=r"different config \(model.name: 'cnn1d' there, 'mlp' now\)"
+                     r".*--restart"):
+    train.train_and_evaluate(small_config(num_steps=20, **{"model.name": "mlp"}), str(tmp_path))
+  results = train.train_and_evaluate(small_config(num_steps=20, **{"model.name": "mlp"}),
+                                     str(tmp_path), restart=True, devices=one_device)
+  assert results["config"]["model"]["name"] == "mlp"
+  assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))  # The old run was moved, not lost.
+
+
+def test_every_default_field_has_a_check_or_a_type():
+  """Guard: a new field in configs/default.py must keep validate() passing on the default."""
+  from ls_jax import config_checks
+  config_checks.validate(default.get_config(), reference=default.get_config(), device_count=8)

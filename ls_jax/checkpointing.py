@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from ls_jax.errors import UserError
@@ -52,7 +53,8 @@ class RunDirectory:
     _sync("config")
     self._manager = ocp.CheckpointManager(
         self.checkpoint_dir.absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                             cleanup_tmp_directories=True))
     self.previous_train_seconds = 0.0
 
   def _check_same_experiment(self, saved: dict, current: dict) -> None:
@@ -101,3 +103,14 @@ def _sync(name: str) -> None:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f"ls_jax:{name}")
 
+
+
+def read_state_arrays(step_dir: str) -> dict[str, Any]:
+  """A saved train state as a tree of NumPy arrays, on any topology (for analysis and tests)."""
+  checkpointer = ocp.PyTreeCheckpointer()
+  path = pathlib.Path(step_dir).absolute() / "state"
+  metadata = checkpointer.metadata(path)
+  metadata = getattr(metadata, "item_metadata", metadata)
+  metadata = getattr(metadata, "tree", metadata)
+  return checkpointer.restore(path, restore_args=jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata))

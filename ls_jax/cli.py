@@ -20,6 +20,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for multi-process training.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+_INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300,
+                                     "Seconds to wait for every process to join.")
 
 
 def _fail(message: str) -> None:
@@ -73,13 +75,16 @@ def main(argv: list[str]) -> None:
     _fail("--workdir is required, e.g. --workdir=runs/mnist1d")
   import jax  # pylint: disable=g-import-not-at-top  # After flags: --help stays fast.
   from ls_jax import errors, train  # pylint: disable=g-import-not-at-top
-  distributed = _COORDINATOR.value is not None
-  if distributed or _launched_by_cluster():
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                               initialization_timeout=300)
+  if _COORDINATOR.value is not None or _launched_by_cluster():
+    # Before anything touches the backend. Gloo gives CPU devices cross-process collectives;
+    # GPU and TPU backends ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+      jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                 num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                                 initialization_timeout=_INIT_TIMEOUT.value)
+    except Exception as e:  # pylint: disable=broad-except
+      _fail(f"jax.distributed.initialize failed: {_one_line(e)}")
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except train.Interrupted as e:

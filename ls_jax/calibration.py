@@ -1,0 +1,226 @@
+"""Calibration metrics and temperature scaling, in float64 NumPy on the host.
+
+Inputs may be NumPy or JAX arrays of any float dtype; everything is converted to float64 first, so
+binning is exact and the results do not depend on the accelerator's precision. `probs` is (n, K)
+with rows summing to 1, `logits` is (n, K), `labels` is (n,) integer class indices. The prediction
+is the top-1 class (`argmax`, first index on ties) and its confidence is the top-1 probability.
+
+References:
+  Guo et al. 2017, "On Calibration of Modern Neural Networks" (ECE, reliability diagrams,
+    temperature scaling).
+  Nguyen & O'Connor 2015, "Posterior Calibration and Exploratory Analysis for Natural Language
+    Processing Models"; Mukhoti et al. 2020, "Calibrating Deep Neural Networks using Focal Loss"
+    (equal-mass, adaptive ECE).
+  Brier 1950, "Verification of Forecasts Expressed in Terms of Probability".
+  Müller et al. 2019, "When Does Label Smoothing Help?" (LS versus temperature scaling).
+"""
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import special
+
+# Temperature search interval: wide enough for the T ≈ 0.9 of a label-smoothed model (Mukhoti 2020)
+# and the T ≈ 2 of an overconfident one (Guo 2017); a fitted T at either end flags a degenerate fit.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+
+
+class ReliabilityBins(NamedTuple):
+  """Equal-width bins of top-1 confidence: what a reliability diagram draws.
+
+  Attributes:
+    edges: (num_bins + 1,) bin edges, `linspace(0, 1, num_bins + 1)`.
+    mean_confidence: (num_bins,) mean top-1 confidence in each bin; NaN where the bin is empty.
+    accuracy: (num_bins,) fraction of correct top-1 predictions in each bin; NaN where empty.
+    count: (num_bins,) number of examples in each bin.
+  """
+  edges: np.ndarray
+  mean_confidence: np.ndarray
+  accuracy: np.ndarray
+  count: np.ndarray
+
+
+def _as_scores_and_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+  """float64 (n, K) probabilities or logits and (n,) labels, checked."""
+  scores = np.asarray(scores, dtype=np.float64)
+  labels = np.asarray(labels)
+  if scores.ndim != 2 or labels.shape != scores.shape[:1] or scores.shape[0] == 0:
+    raise ValueError(
+        f"Expected scores of shape (n, K) with n > 0 and labels of shape (n,), got {scores.shape} "
+        f"and {labels.shape}.")
+  return scores, labels
+
+
+def _confidence_and_correct(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Top-1 confidence and whether the top-1 class is the label, per example."""
+  return probs.max(axis=1), probs.argmax(axis=1) == labels
+
+
+def _check_num_bins(num_bins: int) -> None:
+  if num_bins < 1:
+    raise ValueError(f"num_bins must be >= 1, got {num_bins}.")
+
+
+def _equal_width_bin_index(confidence: np.ndarray, edges: np.ndarray) -> np.ndarray:
+  """Index m with `edges[m] < c <= edges[m+1]`: bins are (lower, upper], as in Guo et al. 2017.
+
+  `searchsorted(side='left')` compares against the stored edges exactly, so a confidence equal to an
+  edge goes to the bin below it, 1.0 goes to the last bin, and 0.0 (outside every (lower, upper]
+  bin) is put in the first one rather than dropped.
+  """
+  return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, len(edges) - 2)
+
+
+def reliability_bins(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> ReliabilityBins:
+  """Per-bin mean confidence, accuracy and count over equal-width (lower, upper] confidence bins."""
+  _check_num_bins(num_bins)
+  probs, labels = _as_scores_and_labels(probs, labels)
+  confidence, correct = _confidence_and_correct(probs, labels)
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  index = _equal_width_bin_index(confidence, edges)
+  count = np.bincount(index, minlength=num_bins)
+  with np.errstate(invalid="ignore", divide="ignore"):  # Empty bins give 0/0 = NaN, on purpose.
+    mean_confidence = np.bincount(index, weights=confidence, minlength=num_bins) / count
+    accuracy = np.bincount(index, weights=correct, minlength=num_bins) / count
+  return ReliabilityBins(edges, mean_confidence, accuracy, count)
+
+
+def _calibration_error_of_bins(
+    confidence: np.ndarray, correct: np.ndarray, index: np.ndarray, num_bins: int) -> float:
+  """`Σ_m |B_m|/n · |acc(B_m) - conf(B_m)| = Σ_m |Σ_{i∈B_m} (correct_i - conf_i)| / n`.
+
+  The per-bin sums avoid dividing by empty bins.
+  """
+  gap = np.bincount(index, weights=correct - confidence, minlength=num_bins)
+  return float(np.abs(gap).sum() / len(confidence))
+
+
+def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:
+  """Expected calibration error over equal-width confidence bins (Guo et al. 2017, §2).
+
+  `ECE = Σ_m |B_m|/n · |acc(B_m) - conf(B_m)|`, with bins `B_m` = examples whose top-1 confidence is
+  in `(m/M, (m+1)/M]` (confidence 0 joins the first bin). 15 bins is the usual setting (Guo 2017,
+  Müller 2019).
+  """
+  _check_num_bins(num_bins)
+  probs, labels = _as_scores_and_labels(probs, labels)
+  confidence, correct = _confidence_and_correct(probs, labels)
+  index = _equal_width_bin_index(confidence, np.linspace(0.0, 1.0, num_bins + 1))
+  return _calibration_error_of_bins(confidence, correct, index, num_bins)
+
+
+def adaptive_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:
+  """ECE over equal-mass bins (Nguyen & O'Connor 2015; "AdaECE" in Mukhoti et al. 2020).
+
+  Same formula as `expected_calibration_error`, but the examples sorted by confidence are split into
+  `num_bins` contiguous groups whose sizes differ by at most one, so every bin has ≈ n/M examples
+  and the crowded high-confidence region of a modern network gets resolved. Ties in confidence are
+  kept in input order (stable sort), so the result is deterministic.
+  """
+  _check_num_bins(num_bins)
+  probs, labels = _as_scores_and_labels(probs, labels)
+  confidence, correct = _confidence_and_correct(probs, labels)
+  order = np.argsort(confidence, kind="stable")
+  index = np.empty(len(confidence), dtype=np.int64)
+  # Rank r of n goes to bin floor(r·M/n): the same split as np.array_split up to which bins get the
+  # extra example.
+  index[order] = np.arange(len(confidence)) * num_bins // len(confidence)
+  return _calibration_error_of_bins(confidence, correct, index, num_bins)
+
+
+def mean_confidence(probs: ArrayLike) -> float:
+  """Mean top-1 probability; its gap to the accuracy is the overall over/under-confidence."""
+  probs = np.asarray(probs, dtype=np.float64)
+  return float(probs.max(axis=1).mean())
+
+
+def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
+  """Mean negative log-likelihood `-(1/n) Σ_i log softmax(z_i)_{y_i}`, in float64."""
+  logits, labels = _as_scores_and_labels(logits, labels)
+  log_probs = special.log_softmax(logits, axis=1)
+  return float(-np.take_along_axis(log_probs, labels[:, None], axis=1).mean())
+
+
+def brier_score(probs: ArrayLike, labels: ArrayLike) -> float:
+  """Multi-class Brier score `(1/n) Σ_i Σ_k (p_ik - y_ik)²` with one-hot y (Brier 1950).
+
+  It ranges over [0, 2]; a uniform prediction scores (K-1)/K.
+  """
+  probs, labels = _as_scores_and_labels(probs, labels)
+  one_hot = np.eye(probs.shape[1])[labels]
+  return float(((probs - one_hot) ** 2).sum(axis=1).mean())
+
+
+def _nll_slope_in_inverse_temperature(
+    logits: np.ndarray, labels: np.ndarray, inverse_temperature: float) -> float:
+  """`d NLL/dβ = (1/n) Σ_i Σ_k p_ik (z_ik - z_iy_i)` with `p_i = softmax(β z_i)`.
+
+  Written with logit gaps to the label, so a confidently correct example contributes tiny terms
+  instead of the difference of two large numbers. It is nondecreasing in β, because the NLL is
+  convex in β: its second derivative is the mean variance of z_i under p_i.
+  """
+  gaps = logits - np.take_along_axis(logits, labels[:, None], axis=1)
+  probs = special.softmax(inverse_temperature * logits, axis=1)
+  # A masked class (logit -inf) has p = 0 at every T; skip it rather than form 0·(-inf) = NaN.
+  terms = np.multiply(probs, gaps, out=np.zeros_like(gaps), where=probs > 0)
+  return float(terms.sum(axis=1).mean())
+
+
+def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
+  """The temperature T > 0 minimizing the mean NLL of `softmax(logits / T)` (Guo et al. 2017, §4.2).
+
+  `T* = argmin_T -(1/n) Σ_i log softmax(z_i / T)_{y_i}`. T > 1 softens an overconfident model;
+  a model trained with label smoothing is often underconfident and gets T < 1 (Mukhoti et al. 2020).
+  Dividing logits by T does not change the argmax, so accuracy is unchanged.
+
+  The NLL is convex in β = 1/T, so its minimizer is where the exact slope `d NLL/dβ` changes sign.
+  We bisect on log β over `TEMPERATURE_BOUNDS` in float64: the log keeps T positive and gives equal
+  resolution to T < 1 and T > 1, and bisection cannot diverge. When the data do not bound the
+  optimum, the result is a bound: every example correct with a large margin (the NLL keeps falling
+  as T -> 0, or is flat at 0 in float64) gives the lower bound, every example wrong with a large
+  margin gives the upper one; a T at a bound flags a degenerate fit.
+
+  Fit T on a held-out validation split, never on the test split it is evaluated on. T minimizes NLL,
+  not ECE: the NLL-optimal T can raise the ECE, so report both.
+
+  Args:
+    logits: (n, K) logits of the validation split.
+    labels: (n,) integer labels of the validation split.
+
+  Returns:
+    The fitted temperature, a Python float in `TEMPERATURE_BOUNDS`.
+  """
+  logits, labels = _as_scores_and_labels(logits, labels)
+  # Bracket of log β = -log T; the invariant is slope(lo) <= 0 < slope(hi), unless at a bound.
+  lo, hi = -np.log(TEMPERATURE_BOUNDS[1]), -np.log(TEMPERATURE_BOUNDS[0])
+  if _nll_slope_in_inverse_temperature(logits, labels, np.exp(lo)) > 0:
+    return TEMPERATURE_BOUNDS[1]
+  if _nll_slope_in_inverse_temperature(logits, labels, np.exp(hi)) <= 0:
+    return TEMPERATURE_BOUNDS[0]
+  while hi - lo > 1e-12:
+    mid = 0.5 * (lo + hi)
+    # A slope of exactly 0 from underflow counts as still descending, towards the smaller T.
+    if _nll_slope_in_inverse_temperature(logits, labels, np.exp(mid)) <= 0:
+      lo = mid
+    else:
+      hi = mid
+  return float(np.exp(-0.5 * (lo + hi)))
+
+
+def calibration_metrics(
+    logits: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> dict[str, float]:
+  """Accuracy, NLL, ECE, adaptive ECE, Brier score and mean confidence of `softmax(logits)`.
+
+  Returns:
+    dict with keys 'accuracy', 'nll', 'ece', 'adaptive_ece', 'brier', 'mean_confidence'.
+  """
+  logits, labels = _as_scores_and_labels(logits, labels)
+  probs = special.softmax(logits, axis=1)
+  return {
+      "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+      "nll": negative_log_likelihood(logits, labels),
+      "ece": expected_calibration_error(probs, labels, num_bins),
+      "adaptive_ece": adaptive_calibration_error(probs, labels, num_bins),
+      "brier": brier_score(probs, labels),
+      "mean_confidence": mean_confidence(probs),
+  }

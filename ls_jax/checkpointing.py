@@ -88,9 +88,10 @@ class RunDirectory:
     return restored.state
 
   def save(self, step: int, state, *, train_seconds: float = 0.0, wait: bool = False) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        progress=ocp.args.JsonSave({"train_seconds": train_seconds})), force=True)
+    if step not in self._manager.all_steps():  # A stop right after a scheduled save: done.
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          progress=ocp.args.JsonSave({"train_seconds": train_seconds})))
     if wait:
       self._manager.wait_until_finished()
 

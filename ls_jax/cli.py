@@ -5,7 +5,10 @@ a non-finite loss) ends in one line on stderr, `ls_jax: error: ...`, and exit st
 or SIGINT ends in a checkpoint, one line, and exit status 0.
 """
 import os
+import pathlib
+import re
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -59,10 +62,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (KeyError, AttributeError) as e:
     if "get_config" in str(e):
       _fail(f"config file {path} does not define get_config()")
-    key = str(e).strip("'\"")
+    key = re.findall(r"[A-Za-z_]\w*", str(e))[0]
     overrides = [a[2:].split("=")[0] for a in argv if a.startswith("--config.")]
     field = next((o[len("config."):] for o in overrides if key in o.split(".")), key)
-    _fail(f"unknown config field {field!r} in a --config override")
+    suggestion = re.search(r'Did you mean "(\w+)"', str(e))
+    hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
+    _fail(f"unknown config field {field!r} in a --config override{hint}")
   except Exception as e:  # pylint: disable=broad-except  # Errors raised by the config file itself.
     _fail(_one_line(e))
   return remaining
@@ -92,6 +97,13 @@ def main(argv: list[str]) -> None:
     sys.exit(0)
   except errors.UserError as e:
     _fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except  # A bug: keep the trace, print one line.
+    log = pathlib.Path(_WORKDIR.value) / "error.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(traceback.format_exc())
+    print(f"ls_jax: internal error: {type(e).__name__}: {_one_line(e)} (traceback in {log}; "
+          "please report it)", file=sys.stderr, flush=True)
+    sys.exit(1)
   if jax.process_index() == 0:
     print(train.summary_line(results, _CONFIG.value, _WORKDIR.value), flush=True)
 

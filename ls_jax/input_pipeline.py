@@ -160,8 +160,13 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
         f"with network access: `pip install tensorflow && tfds build {name} "
         f"--file_format=array_record --data_dir={builder.data_dir_root}` (or set "
         "--config.data.data_dir to where it is)")
-  dataset_classes = builder.info.features["label"].num_classes
-  if dataset_classes != num_classes:
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise UserError(f"dataset {name!r} needs 'image' and 'label' features, it has "
+                    f"{sorted(features.keys())}")
+  # A ClassLabel knows its class count; a plain integer label is range-checked when loaded.
+  dataset_classes = getattr(features["label"], "num_classes", None)
+  if dataset_classes is not None and dataset_classes != num_classes:
     raise UserError(f"config.num_classes={num_classes} but dataset {name!r} has "
                     f"{dataset_classes} classes")
 

@@ -70,10 +70,11 @@ def mix_batch(rng: jax.Array, images: jax.Array, labels: jax.Array,
                                       label_smoothing=config.loss.label_smoothing)
     return images, targets
   if config.cutmix.alpha > 0:
-    images, targets, _ = mixing.cutmix(rng, images, labels, config.num_classes,
-                                       config.cutmix.alpha,
+    signals = images.ndim == 2  # (N, L) 1-D signals: paste a segment of a 1-channel signal.
+    pasted, targets, _ = mixing.cutmix(rng, images[..., None] if signals else images, labels,
+                                       config.num_classes, config.cutmix.alpha,
                                        label_smoothing=config.loss.label_smoothing)
-    return images, targets
+    return (pasted[..., 0] if signals else pasted), targets
   return images, None
 
 

@@ -1,0 +1,130 @@
+"""Hostile inputs through the real command line: one line on stderr, non-zero exit, nothing lost."""
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import launch
+
+QUICK = ("--config=configs/mnist1d.py", "--config.batch_size=96", "--config.num_steps=4",
+         "--config.log_every_steps=2", "--config.checkpoint_every_steps=2")
+
+
+def assert_one_line_error(done, pattern: str = ""):
+  said = launch.error_lines(done.stderr)
+  assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+  assert len(said) == 1 and said[0].startswith("ls_jax: error: "), said
+  assert "Traceback" not in done.stderr
+  assert pattern in said[0], said[0]
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--config=configs/nope.py"], "config file configs/nope.py does not exist"),
+    (["--config=configs/common.py"], "does not define get_config()"),
+    ([*QUICK, "--config.loss.smoothing=0.1"], "unknown config field 'loss.smoothing'"),
+    ([*QUICK, "--config.loss.label_smoothing=abc"], "could not convert string to float: 'abc'"),
+    ([*QUICK, "--config.loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [0, 1)"),
+    ([*QUICK, "--config.batch_size=0"], "batch_size=0: must be a positive integer"),
+    ([*QUICK, "--config.data.name=mnist", "--config.data.data_dir=/nonexistent/tfds"],
+     "dataset 'mnist' is not prepared in data_dir /nonexistent/tfds"),
+    ([*QUICK, "--config.data.train_split=train[:0]"], "train[:0]"),
+    (["--config=configs/mnist1d.py:resnet"], "unknown variant 'resnet'"),
+])
+def test_hostile_inputs_fail_in_one_line(tmp_path, args, pattern):
+  done = launch.run([*args, f"--workdir={tmp_path / 'run'}"])
+  assert_one_line_error(done, pattern)
+
+
+def test_batch_not_divisible_by_devices_is_one_line(tmp_path):
+  done = launch.run([*QUICK, "--config.batch_size=100", f"--workdir={tmp_path}"], devices=8)
+  assert_one_line_error(done, "batch_size=100: must be divisible by the 8 devices")
+
+
+def test_corrupt_checkpoint_and_other_experiment_keep_the_run(tmp_path):
+  workdir = tmp_path / "run"
+  assert launch.run([*QUICK, f"--workdir={workdir}"]).returncode == 0
+  before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+  other = launch.run([*QUICK, "--config.model.name=mlp", f"--workdir={workdir}"])
+  assert_one_line_error(other, "holds a run with a different config (model.name")
+  assert "--restart" in other.stderr
+  # Corrupt the newest checkpoint's array data; resuming must refuse, naming the step directory.
+  for f in (workdir / "checkpoints" / "4" / "state").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+      f.write_bytes(b"\x00garbage" * 8)
+  (workdir / "results.json").unlink()
+  corrupt = launch.run([*QUICK, f"--workdir={workdir}"])
+  assert_one_line_error(corrupt, f"checkpoint {workdir / 'checkpoints' / '4'} cannot be restored")
+  after = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+  assert set(before) - {"results.json"} <= set(after)  # Nothing was deleted.
+
+
+class BadLabels(tfds.core.GeneratorBasedBuilder):
+  """A user dataset whose integer labels (no ClassLabel) include one outside [0, 10)."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(40,), dtype=np.float32),
+        "label": tfds.features.Tensor(shape=(), dtype=np.int64)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(), "test": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(200):
+      yield i, {"image": np.zeros(40, np.float32), "label": 12 if i == 7 else i % 10}
+
+
+def test_labels_outside_the_class_range_in_user_data(tmp_path):
+  BadLabels(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+  # The builder must be importable by the training process: register it from a config file.
+  config = tmp_path / "bad_labels_config.py"
+  config.write_text(
+      "import sys\nsys.path.insert(0, %r)\nimport test_cli  # registers BadLabels\n"
+      "from configs import mnist1d\n\ndef get_config():\n  c = mnist1d.get_config()\n"
+      "  c.data.name = 'bad_labels'\n  c.data.data_dir = %r\n  c.batch_size = 96\n"
+      "  c.num_steps = 2\n  return c\n" % (str(launch.REPO_ROOT / "tests"), str(tmp_path)))
+  done = launch.run([f"--config={config}", f"--workdir={tmp_path / 'run'}"])
+  assert_one_line_error(done, "label 12 at index")
+
+
+# Overrides drawn at random: real keys with wrong types or out-of-range values, and keys that
+# do not exist. Either the run trains (exit 0) or it fails with one line; never a traceback.
+_FIELDS = {
+    "loss.label_smoothing": ["0.1", "-1", "1", "abc", "0.999", "nan"],
+    "loss.confidence_penalty": ["0.5", "-0.5", "x"],
+    "mixup.alpha": ["0.2", "-1", "[1]"],
+    "cutmix.alpha": ["1.0", "inf", "-2"],
+    "batch_size": ["48", "7", "-96", "0", "9.5", "True"],
+    "num_steps": ["3", "0", "-1", "1e9x"],
+    "optimizer.name": ["sgd", "adam", "rmsprop", "1"],
+    "optimizer.learning_rate": ["0.01", "0", "-1", "fast"],
+    "optimizer.schedule": ["cosine", "step", "linear"],
+    "optimizer.warmup_steps": ["1", "100", "-3"],
+    "data.label_noise.rate": ["0.2", "1.5", "-0.1"],
+    "data.label_noise.kind": ["asymmetric", "pairwise"],
+    "data.name": ["sklearn_digits", "no_such_dataset", ""],
+    "model.name": ["mlp", "transformer", "resnet20"],
+    "parallelism": ["pmap", "tpu"],
+    "compute_dtype": ["bfloat16", "float8"],
+    "nonfinite_loss": ["skip", "ignore"],
+    "num_classes": ["10", "1", "ten"],
+    "no_such_field": ["1"],
+    "loss.no_such_field": ["1"],
+}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fuzzed_overrides_run_or_fail_in_one_line(tmp_path, seed):
+  rng = random.Random(seed)
+  overrides = [f"--config.{key}={rng.choice(values)}"
+               for key in rng.sample(sorted(_FIELDS), rng.randint(1, 3))
+               for values in [_FIELDS[key]]]
+  done = launch.run([*QUICK, *overrides, f"--workdir={tmp_path / 'run'}"])
+  if done.returncode == 0:
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["steps"] > 0
+  else:
+    assert_one_line_error(done)

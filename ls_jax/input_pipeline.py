@@ -66,7 +66,7 @@ class Split:
   def local_batch(self, indices: np.ndarray, step: int = 0) -> dict[str, np.ndarray]:
     if self.images is not None:
       return {"image": self.images[indices], "label": self.labels[indices]}
-    records = self.source.__getitems__([int(i) for i in indices])
+    records = [self.source[int(i)] for i in indices]
     # One generator per (seed, step): host augmentation reproduces on resume.
     rng = np.random.default_rng([self.seed, step])
     return {"image": np.stack([self.preprocess(r, rng) for r in records]),
@@ -183,7 +183,7 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
       return Split(split_name, labels=None, source=source, seed=seed,
                    preprocess=_imagenet_preprocess(train=purpose == "training",
                                                    image_size=data_config.image_size))
-    records = source.__getitems__(list(range(len(source))))
+    records = [source[i] for i in range(len(source))]
     images = np.stack([r["image"] for r in records])
     labels = np.asarray([r["label"] for r in records], np.int64)
     check_labels(labels, num_classes, where=f"{name}[{split_name}]")

@@ -103,8 +103,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Arr
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   if axis_name is not None:  # Under jit the mean over the global batch already spans devices.
     grads, loss = jax.lax.pmean((grads, loss), axis_name)
-  finite = jnp.isfinite(loss) & jnp.all(
-      jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # The norm is finite iff every entry is.
   updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   # A non-finite step changes nothing but the counters: params stay the last good ones.
   state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
@@ -118,7 +118,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Arr
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
       "mean_confidence": jnp.mean(jnp.max(probs, -1)),
-      "grad_norm": optax.tree.norm(grads),
+      "grad_norm": grad_norm,
   }
   if axis_name is not None:
     metrics = jax.lax.pmean(metrics, axis_name)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ls_jax import losses
 from ls_jax import noise
 from ls_jax.errors import UserError
 
@@ -186,7 +187,10 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     records = [source[i] for i in range(len(source))]
     images = np.stack([r["image"] for r in records])
     labels = np.asarray([r["label"] for r in records], np.int64)
-    check_labels(labels, num_classes, where=f"{name}[{split_name}]")
+    try:
+      losses.check_labels(labels, num_classes)
+    except ValueError as e:
+      raise UserError(f"dataset {name!r}, split {split_name!r}: {e}") from None
     return Split(split_name, labels=labels.astype(np.int32), images=images)
 
   train = open_split(data_config.train_split, "training")
@@ -203,15 +207,6 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report)
-
-
-def check_labels(labels: np.ndarray, num_classes: int, *, where: str) -> None:
-  """Raises a `UserError` naming the first label outside [0, num_classes)."""
-  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-  if bad.size:
-    i = int(bad[0])
-    raise UserError(f"{where}: label {int(labels[i])} at index {i} is outside [0, {num_classes}) "
-                    f"({bad.size} bad labels in all)")
 
 
 def _first_line(error: Exception) -> str:

@@ -88,7 +88,8 @@ def test_labels_outside_the_class_range_in_user_data(tmp_path):
       "  c.data.name = 'bad_labels'\n  c.data.data_dir = %r\n  c.batch_size = 96\n"
       "  c.num_steps = 2\n  return c\n" % (str(launch.REPO_ROOT / "tests"), str(tmp_path)))
   done = launch.run([f"--config={config}", f"--workdir={tmp_path / 'run'}"])
-  assert_one_line_error(done, "label 12 at index")
+  assert_one_line_error(done, "split 'train[:90%]': labels at index (")
+  assert "is 12, outside the valid range [0, 10)" in done.stderr
 
 
 # Overrides drawn at random: real keys with wrong types or out-of-range values, and keys that

@@ -13,23 +13,21 @@ Add `,runlocal` for a 20-step smoke run with a tiny batch.
 import ml_collections
 
 from configs import default
-from configs.common import parse_arg
+from configs.common import parse_arg, pick_variant
 
 _MODELS = ("resnet20", "resnet56", "preact_resnet18")
 
 
 def get_config(dataset: str, num_classes: int, arg: str) -> ml_collections.ConfigDict:
   options = parse_arg(arg, model="resnet56", runlocal=False)
-  if options.model not in _MODELS:
-    raise ValueError(f"configs/{dataset}.py: unknown variant {options.model!r}; use one of "
-                     f"{list(_MODELS)}")
   config = default.get_config()
   config.num_classes = num_classes
   config.data.name = dataset
   config.data.train_split = "train[:45000]"
   config.data.validation_split = "train[45000:]"
   config.data.augment = "crop_flip"
-  config.model.name = options.model
+  config.model.name = pick_variant(options.model, {m: m for m in _MODELS},
+                                   f"configs/{dataset}.py")
   config.optimizer.name = "sgd"
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 1e-4

@@ -29,3 +29,10 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
     else:
       options[key] = type(default)(value)
   return ml_collections.ConfigDict(options)
+
+
+def pick_variant(variant: str, choices: dict, config_file: str):
+  """`choices[variant]`, or a ValueError naming the config file and the valid variants."""
+  if variant not in choices:
+    raise ValueError(f"{config_file}: unknown variant {variant!r}; use one of {list(choices)}")
+  return choices[variant]

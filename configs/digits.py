@@ -9,17 +9,14 @@ seconds on 2 CPU cores. Variants: `cnn` (default, the small 2-D CNN) or `mlp`; `
 import ml_collections
 
 from configs import default
-from configs.common import parse_arg
+from configs.common import parse_arg, pick_variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   options = parse_arg(arg, model="cnn", runlocal=False)
   config = default.get_config()
   config.data.name = "sklearn_digits"
-  models = {"cnn": "cnn2d", "mlp": "mlp"}
-  if options.model not in models:
-    raise ValueError(f"configs/digits.py: unknown variant {options.model!r}; use one of {list(models)}")
-  config.model.name = models[options.model]
+  config.model.name = pick_variant(options.model, {"cnn": "cnn2d", "mlp": "mlp"}, "configs/digits.py")
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
   config.batch_size = 64

@@ -11,7 +11,7 @@ Variants: `cnn` (default) or `mlp`; add `,runlocal` for a 50-step smoke run.
 import ml_collections
 
 from configs import default
-from configs.common import parse_arg
+from configs.common import parse_arg, pick_variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -21,10 +21,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # 4000 training signals: 3600 to train, 400 held out to fit the temperature on.
   config.data.train_split = "train[:90%]"
   config.data.validation_split = "train[90%:]"
-  models = {"cnn": "cnn1d", "mlp": "mlp"}
-  if options.model not in models:
-    raise ValueError(f"configs/mnist1d.py: unknown variant {options.model!r}; use one of {list(models)}")
-  config.model.name = models[options.model]
+  config.model.name = pick_variant(options.model, {"cnn": "cnn1d", "mlp": "mlp"}, "configs/mnist1d.py")
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-2
   config.batch_size = 100

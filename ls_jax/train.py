@@ -11,9 +11,7 @@ uninterrupted one, bit for bit on CPU.
 """
 import dataclasses
 import functools
-import json
 import signal
-import sys
 import time
 from typing import Any, Optional
 
@@ -24,6 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from scipy import special
 
 from ls_jax import calibration
 from ls_jax import checkpointing
@@ -277,13 +276,23 @@ def final_evaluation(state, dataset: input_pipeline.Dataset, *, model, config,
   test_logits, test_labels = evaluate(state, dataset.test, model=model, config=config,
                                       parallelism=parallelism)
   temperature = calibration.fit_temperature(val_logits, val_labels)
+  scaled_logits = test_logits / temperature
   return {
       **calibration.calibration_metrics(test_logits, test_labels),
       "validation": calibration.calibration_metrics(val_logits, val_labels),
       "temperature": float(temperature),
-      "temperature_scaled": calibration.calibration_metrics(test_logits / temperature,
-                                                            test_labels),
+      "temperature_scaled": calibration.calibration_metrics(scaled_logits, test_labels),
+      # What a reliability diagram and a confidence histogram draw (scripts/plot_calibration.py).
+      "reliability": _reliability_json(test_logits, test_labels),
+      "reliability_temperature_scaled": _reliability_json(scaled_logits, test_labels),
   }
+
+
+def _reliability_json(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
+  bins = calibration.reliability_bins(special.softmax(logits.astype(np.float64), axis=1), labels)
+  as_list = lambda x: [None if np.isnan(v) else float(v) for v in np.asarray(x, np.float64)]
+  return {"edges": as_list(bins.edges), "mean_confidence": as_list(bins.mean_confidence),
+          "accuracy": as_list(bins.accuracy), "count": [int(c) for c in bins.count]}
 
 
 # ------------------------------------------------------------------------------------------------

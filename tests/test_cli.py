@@ -1,7 +1,6 @@
 """Hostile inputs through the real command line: one line on stderr, non-zero exit, nothing lost."""
 import json
 import random
-import shutil
 
 import numpy as np
 import pytest

@@ -209,6 +209,8 @@ class Parallelism:
     if self.strategy == "pmap":
       count = len(self.local_devices)
       return jax.tree.map(lambda x: x.reshape((count, -1) + x.shape[1:]), local_batch)
+    if jax.process_count() == 1:  # Same result, ~0.1 ms less per step (MNIST-1D steps are ~1 ms).
+      return jax.device_put(local_batch, self.data_sharded)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
 

@@ -4,9 +4,9 @@
   python scripts/bench_train.py                 # both parts, ~3 minutes on 2 CPU cores
   python scripts/bench_train.py --skip_end_to_end
 
-Part 1 times the jitted train step alone (synthetic batches already on device, median of 5
-repeats of 50 steps after compilation) for the MNIST-1D CNN (batch 100) and a CIFAR ResNet-20
-(batch 128), and counts compilations (must be 1 per method).
+Part 1 times the jitted train step alone (a synthetic batch already on device; after
+compilation, the median over interleaved rounds of 200 steps for the MNIST-1D CNN at batch 100,
+and of 3 steps for a CIFAR ResNet-20 at batch 128), and counts compilations (must be 1 per method).
 Part 2 runs the default MNIST-1D recipe (CNN, Adam 1e-2, batch 100, 6000 steps) through
 `ls_jax.train.train_and_evaluate` -- input pipeline, logging and checkpoints included -- and, if
 PyTorch is installed (`pip install torch`), a plain PyTorch loop of the same model and recipe on
@@ -47,7 +47,8 @@ def machine() -> str:
           f"{jax.device_count()} device(s))")
 
 
-def time_steps(config, input_shape, *, steps: int = 50, repeats: int = 5):
+def compiled_step(config, input_shape):
+  """The jitted train step, a state and a synthetic device-resident batch, compiled once."""
   model = models.get_model(config.model.name, num_classes=config.num_classes)
   parallelism = train.Parallelism("jit", train.data_mesh())
   step = parallelism.compile_step(model, config)
@@ -57,35 +58,43 @@ def time_steps(config, input_shape, *, steps: int = 50, repeats: int = 5):
   batch = parallelism.global_batch({
       "image": rng.normal(size=(config.batch_size,) + input_shape).astype(np.float32),
       "label": rng.integers(0, config.num_classes, config.batch_size).astype(np.int32)})
-  key = jax.random.key(1)
-  state, metrics = step(state, batch, key)  # Compile.
+  state, metrics = step(state, batch, jax.random.key(1))
   jax.block_until_ready(metrics)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = step(state, batch, key)
-    jax.block_until_ready((state, metrics))
-    times.append((time.perf_counter() - start) / steps)
-  return statistics.median(times), step._cache_size()  # pylint: disable=protected-access
+  return step, state, batch
 
 
 def step_table():
   print("\n## Train step alone (synthetic batch on device)\n")
   print("| model | batch | method | ms/step | steps/s | examples/s | vs CE | compilations |")
   print("|---|---|---|---|---|---|---|---|")
-  cases = [("cnn1d", mnist1d.get_config(), (40,)),
-           ("resnet20", cifar10.get_config("resnet20"), (32, 32, 3))]
-  for name, base, input_shape in cases:
-    reference = None
+  # (model, config, input shape, steps per timing, timings): fewer steps for the slow ResNet.
+  cases = [("cnn1d", mnist1d.get_config(), (40,), 200, 15),
+           ("resnet20", cifar10.get_config("resnet20"), (32, 32, 3), 3, 5)]
+  order = np.random.default_rng(0)
+  for name, base, input_shape, steps, repeats in cases:
+    compiled = {}
     for method, overrides in METHODS.items():
       config = base.copy_and_resolve_references()
       config.update_from_flattened_dict(overrides)
-      seconds, compilations = time_steps(config, input_shape)
-      reference = reference or seconds
-      print(f"| {name} | {config.batch_size} | {method} | {seconds * 1e3:.3f} | {1 / seconds:.0f} "
-            f"| {config.batch_size / seconds:.0f} | {seconds / reference:.3f}x | {compilations} |",
-            flush=True)
+      compiled[method] = [config.batch_size, *compiled_step(config, input_shape)]
+    times = {method: [] for method in METHODS}
+    # Methods interleaved in a fresh random order each round, so drift in machine load (other
+    # processes, frequency scaling) spreads over all of them instead of biasing one.
+    for _ in range(repeats):
+      for method in order.permutation(list(METHODS)):
+        _, step, state, batch = compiled[method]
+        start = time.perf_counter()
+        for _ in range(steps):
+          state, metrics = step(state, batch, jax.random.key(1))
+        jax.block_until_ready((state, metrics))
+        times[method].append((time.perf_counter() - start) / steps)
+        compiled[method][2] = state
+    reference = statistics.median(times["CE"])
+    for method, (batch_size, step, _, _) in compiled.items():
+      seconds = statistics.median(times[method])
+      print(f"| {name} | {batch_size} | {method} | {seconds * 1e3:.3f} | {1 / seconds:.0f} "
+            f"| {batch_size / seconds:.0f} | {seconds / reference:.3f}x "
+            f"| {step._cache_size()} |", flush=True)  # pylint: disable=protected-access
 
 
 def torch_mnist1d_seconds(num_steps: int) -> tuple[float, float]:

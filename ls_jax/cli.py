@@ -93,7 +93,8 @@ def main(argv: list[str]) -> None:
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except train.Interrupted as e:
-    print(f"ls_jax: {e}", file=sys.stderr, flush=True)
+    if jax.process_index() == 0:
+      print(f"ls_jax: {e}", file=sys.stderr, flush=True)
     sys.exit(0)
   except errors.UserError as e:
     _fail(str(e))

@@ -321,9 +321,13 @@ class _StopRequest:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
-  def requested(self, synchronize: bool) -> bool:
-    if not synchronize or jax.process_count() == 1:
+  def requested(self, at_sync_point: bool) -> bool:
+    """Whether to stop now. With several processes, all must agree on the step where they stop,
+    so the flags are only compared (one small all-gather) at sync points, the logging steps."""
+    if jax.process_count() == 1:
       return self.signal_name is not None
+    if not at_sync_point:
+      return False
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     flags = multihost_utils.process_allgather(np.int32(self.signal_name is not None))
     return bool(np.any(flags))
@@ -398,7 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
           run.save(step, parallelism.from_device(state),
                    train_seconds=train_seconds + run.previous_train_seconds)
         interval_start = time.perf_counter()
-      if stop.requested(synchronize=at_log):
+      if stop.requested(at_sync_point=at_log):
         _check_finite(state, config, run, step)
         train_seconds += time.perf_counter() - interval_start
         run.save(step, parallelism.from_device(state),

@@ -4,6 +4,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -41,12 +42,31 @@ def run(args, *, devices: int = 1, timeout: float = 240) -> subprocess.Completed
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def run_processes(args, num_processes: int, *, timeout: float = 240) -> list[tuple[int, str]]:
-  """Runs `num_processes` cooperating processes on 127.0.0.1; every wait is bounded."""
+def start_processes(args, num_processes: int) -> list[subprocess.Popen]:
+  """Starts `num_processes` cooperating processes on 127.0.0.1."""
   port = free_port()
-  procs = [start([*args, f"--coordinator_address=127.0.0.1:{port}",
-                  f"--num_processes={num_processes}", f"--process_id={i}",
-                  "--distributed_timeout=60"]) for i in range(num_processes)]
+  return [start([*args, f"--coordinator_address=127.0.0.1:{port}",
+                 f"--num_processes={num_processes}", f"--process_id={i}",
+                 "--distributed_timeout=60"]) for i in range(num_processes)]
+
+
+def wait_for_training(workdir, proc, timeout: float = 120) -> None:
+  """Until the run has logged a step (it is past start-up and compilation)."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    metrics = pathlib.Path(workdir) / "metrics.jsonl"
+    if metrics.exists() and metrics.read_text().strip():
+      return
+    time.sleep(0.05)
+  raise AssertionError("the run did not start training in time")
+
+
+def run_processes(args, num_processes: int, *, timeout: float = 240) -> list[tuple[int, str]]:
+  """Runs `num_processes` cooperating processes to the end; every wait is bounded."""
+  return wait_all(start_processes(args, num_processes), timeout=timeout)
+
+
+def wait_all(procs: list[subprocess.Popen], *, timeout: float = 240) -> list[tuple[int, str]]:
   outcomes = []
   try:
     for proc in procs:

@@ -5,6 +5,7 @@ Each process is a real `scripts/train.py` with `--coordinator_address/--num_proc
 """
 import json
 import shutil
+import signal
 
 import pytest
 
@@ -16,8 +17,11 @@ def results(workdir):
 
 
 def run_processes_ok(workdir, num_processes):
-  for code, stderr in launch.run_processes([*launch.SMALL_RUN, f"--workdir={workdir}"],
-                                           num_processes):
+  run_processes_ok_args([*launch.SMALL_RUN, f"--workdir={workdir}"], num_processes)
+
+
+def run_processes_ok_args(args, num_processes):
+  for code, stderr in launch.run_processes(args, num_processes):
     assert code == 0, stderr[-2000:]
 
 
@@ -58,3 +62,23 @@ def test_four_processes_equal_one(tmp_path):
   run_processes_ok(tmp_path / "multi", 4)
   run_single_ok(tmp_path / "single", devices=4)
   assert_same_run(tmp_path / "multi", tmp_path / "single")
+
+
+def test_sigterm_stops_every_process_at_the_same_step_and_resumes(tmp_path):
+  args = [*launch.SMALL_RUN, "--config.num_steps=2000", "--config.log_every_steps=20",
+          "--config.checkpoint_every_steps=1000", f"--workdir={tmp_path}"]
+  procs = launch.start_processes(args, 2)
+  launch.wait_for_training(tmp_path, procs[0])
+  for proc in procs:  # A cluster preempting a job signals every process.
+    proc.send_signal(signal.SIGTERM)
+  outcomes = launch.wait_all(procs)
+  said = []
+  for code, stderr in outcomes:
+    assert code == 0, stderr[-2000:]
+    said += [line for line in launch.error_lines(stderr) if "stopped by SIGTERM" in line]
+  assert len(said) == 1  # Process 0 speaks; both stopped.
+  stopped_at = int(said[0].split("after step ")[1].split(";")[0])
+  assert stopped_at % 20 == 0 and stopped_at < 2000  # At a sync point, the same one for both.
+  assert (tmp_path / "checkpoints" / str(stopped_at)).is_dir()
+  run_processes_ok_args(args, 2)
+  assert results(tmp_path)["steps"] == 2000

@@ -11,22 +11,11 @@ RUN = ("--config=configs/mnist1d.py", "--config.batch_size=96", "--config.num_st
        "--config.log_every_steps=20", "--config.checkpoint_every_steps=20")
 
 
-def wait_for_training(workdir, proc, timeout=120):
-  """Until the run has logged a step (it is past start-up and compiling)."""
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    metrics = workdir / "metrics.jsonl"
-    if metrics.exists() and metrics.read_text().strip():
-      return
-    time.sleep(0.05)
-  raise AssertionError("the run did not start training in time")
-
-
 def test_sigterm_checkpoints_exits_zero_and_resume_matches_uninterrupted(tmp_path):
   reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
   assert launch.run([*RUN, f"--workdir={reference}"]).returncode == 0
   proc = launch.start([*RUN, f"--workdir={interrupted}"])
-  wait_for_training(interrupted, proc)
+  launch.wait_for_training(interrupted, proc)
   proc.send_signal(signal.SIGTERM)
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 0, stderr[-2000:]
@@ -53,7 +42,7 @@ def test_kill_9_at_random_points_always_resumes_bit_identically(tmp_path):
     assert time.time() < deadline, f"no finished run after {kills} kills"
     proc = launch.start([*RUN, f"--workdir={victim}"])
     if kills < 4:  # Kill during training, at a random moment after it started.
-      wait_for_training(victim, proc)
+      launch.wait_for_training(victim, proc)
       time.sleep(rng.uniform(0.0, 1.5))
       if proc.poll() is None:
         proc.kill()

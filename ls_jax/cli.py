@@ -12,6 +12,7 @@ import traceback
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mnist1d.py.",
@@ -78,6 +79,8 @@ def main(argv: list[str]) -> None:
     _fail(f"unexpected arguments {argv[1:]}; options are --flags")
   if not _WORKDIR.value:
     _fail("--workdir is required, e.g. --workdir=runs/mnist1d")
+  if not flags.FLAGS["verbosity"].present:  # Orbax and JAX log every save at INFO: keep it quiet.
+    logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top  # After flags: --help stays fast.
   from ls_jax import errors, train  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value is not None or _launched_by_cluster():

@@ -31,7 +31,7 @@ from ls_jax import losses
 from ls_jax import mixing
 from ls_jax import models
 from ls_jax.errors import UserError
-from ls_jax.metrics_writer import MetricsWriter, Progress
+from ls_jax.metrics_writer import MetricsWriter, Progress, method_name
 
 
 class TrainState(train_state.TrainState):
@@ -460,13 +460,7 @@ def _check_finite(state: TrainState, config, run, step: int) -> None:
 
 def summary_line(results: dict[str, Any], config: ml_collections.ConfigDict, workdir: str) -> str:
   """A README-table row: what was trained, and the test metrics that answer the papers."""
-  method = (f"LS {config.loss.label_smoothing}" if config.loss.label_smoothing else "CE")
-  if config.loss.confidence_penalty:
-    method += f" + CP {config.loss.confidence_penalty}"
-  if config.mixup.alpha:
-    method += f" + mixup {config.mixup.alpha}"
-  if config.cutmix.alpha:
-    method += f" + cutmix {config.cutmix.alpha}"
+  method = method_name(config.to_dict())
   scaled = results["temperature_scaled"]
   return ("| dataset | model | method | steps | test acc | NLL | ECE | mean conf | T | ECE after TS "
           "| train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"

@@ -12,6 +12,7 @@ the temperature-scaled bins are drawn as an outline. Label smoothing pulls the b
 import argparse
 import json
 import pathlib
+import sys
 
 import matplotlib
 
@@ -19,15 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-
-def label_of(results: dict) -> str:
-  loss, mixup = results["config"]["loss"], results["config"]["mixup"]["alpha"]
-  parts = [f"LS {loss['label_smoothing']}" if loss["label_smoothing"] else "CE"]
-  if loss["confidence_penalty"]:
-    parts.append(f"CP {loss['confidence_penalty']}")
-  if mixup:
-    parts.append(f"mixup {mixup}")
-  return " + ".join(parts)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from ls_jax.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
 
 
 def draw(axes_top, axes_bottom, results: dict) -> None:
@@ -39,11 +33,12 @@ def draw(axes_top, axes_bottom, results: dict) -> None:
   scaled_accuracy = np.asarray([np.nan if a is None else a for a in scaled["accuracy"]])
   axes_top.bar(edges[:-1], np.nan_to_num(accuracy), width, align="edge", color="#4C72B0",
                edgecolor="white", label="accuracy")
-  axes_top.step(edges[:-1], np.nan_to_num(scaled_accuracy), where="post", color="#DD8452",
+  # Empty bins stay NaN: gaps in the outline, not drops to zero.
+  axes_top.step(edges[:-1], scaled_accuracy, where="post", color="#DD8452",
                 label=f"after TS (T={results['temperature']:.2f})")
   axes_top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
   axes_top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
-               title=f"{label_of(results)}\nacc {results['accuracy']:.3f}  ECE "
+               title=f"{method_name(results['config'])}\nacc {results['accuracy']:.3f}  ECE "
                      f"{results['ece']:.3f}  conf {results['mean_confidence']:.3f}")
   axes_top.legend(loc="upper left", fontsize=8, frameon=False)
   counts = np.asarray(bins["count"], float)

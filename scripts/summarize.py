@@ -10,15 +10,8 @@ import sys
 
 import numpy as np
 
-
-def method(config: dict) -> str:
-  """`CE`, or what was added to it: `LS 0.1 + Mixup 0.2`, prefixed by the label noise."""
-  loss, noise = config["loss"], config["data"]["label_noise"]
-  parts = [f"{name} {value}" for name, value in (
-      ("LS", loss["label_smoothing"]), ("CP", loss["confidence_penalty"]),
-      ("Mixup", config["mixup"]["alpha"]), ("CutMix", config["cutmix"]["alpha"])) if value]
-  name = " + ".join(parts) or "CE"
-  return f"{noise['rate']:.0%} {noise['kind']} noise: {name}" if noise["rate"] else name
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from ls_jax.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
 
 
 def main(workdirs: list[str]) -> None:
@@ -29,7 +22,7 @@ def main(workdirs: list[str]) -> None:
       continue
     results = json.loads(path.read_text())
     config = results["config"]
-    key = (config["data"]["name"], config["model"]["name"], method(config))
+    key = (config["data"]["name"], config["model"]["name"], method_name(config))
     groups[key].append(results)
   print("| data | model | method | seeds | test acc % | NLL | ECE | mean conf | T (val) "
         "| ECE after TS | NLL after TS |")

@@ -182,8 +182,9 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
       raise UserError(f"split {split_name!r} of dataset {name!r} ({purpose}) is empty")
     if not data_config.in_memory:
       return Split(split_name, labels=None, source=source, seed=seed,
-                   preprocess=_imagenet_preprocess(train=purpose == "training",
-                                                   image_size=data_config.image_size))
+                   preprocess=_imagenet_preprocess(
+                       train=purpose == "training" and data_config.augment == "inception",
+                       image_size=data_config.image_size))
     records = [source[i] for i in range(len(source))]
     images = np.stack([r["image"] for r in records])
     labels = np.asarray([r["label"] for r in records], np.int64)

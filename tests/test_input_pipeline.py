@@ -143,3 +143,18 @@ def test_normalize_standardizes_uint8_and_keeps_float():
                              / np.array([0.2470, 0.2435, 0.2616]), rtol=1e-5)
   signal = jnp.linspace(-1, 1, 40)[None]
   np.testing.assert_array_equal(input_pipeline.normalize(signal, "mnist1d"), signal)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_imagenet_preprocessing_gives_fixed_size_crops_reproducibly(train):
+  preprocess = input_pipeline._imagenet_preprocess(train=train, image_size=32)  # pylint: disable=protected-access
+  rng = np.random.default_rng(0)
+  for shape in [(300, 200, 3), (5, 400, 3), (64, 64, 3), (48, 80, 1)]:
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    record = {"image": image if shape[-1] == 3 else image[..., 0]}
+    out = preprocess(record, np.random.default_rng(1))
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, preprocess(record, np.random.default_rng(1)))
+  if not train:  # A centre crop of a constant image is that constant.
+    flat = {"image": np.full((100, 150, 3), 77, np.uint8)}
+    assert np.all(preprocess(flat, np.random.default_rng(0)) == 77)

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ls_jax import errors
 from ls_jax.errors import UserError
 
 # Fields that may change between a run and its resumption without changing the experiment.
@@ -82,7 +83,7 @@ class RunDirectory:
     except Exception as e:  # Orbax/TensorStore raise many types; the message is what matters.
       raise UserError(
           f"checkpoint {self.checkpoint_dir / str(step)} cannot be restored "
-          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+          f"({type(e).__name__}: {errors.one_line(e)[:200]}); "
           "delete that step directory to resume from an earlier one, or pass --restart") from None
     self.previous_train_seconds = restored.progress["train_seconds"]
     return restored.state

@@ -15,6 +15,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ls_jax import errors
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mnist1d.py.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
@@ -31,16 +33,6 @@ _INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300,
 def _fail(message: str) -> None:
   print(f"ls_jax: error: {message}", file=sys.stderr, flush=True)
   sys.exit(2)
-
-
-def _one_line(error: BaseException) -> str:
-  """The line that says what went wrong: the last line of an embedded traceback, else the first."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  if not lines:
-    return type(error).__name__
-  if any(line.startswith("Traceback") for line in lines):
-    return lines[-1]
-  return lines[0]
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -70,7 +62,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
     _fail(f"unknown config field {field!r} in a --config override{hint}")
   except Exception as e:  # pylint: disable=broad-except  # Errors raised by the config file itself.
-    _fail(_one_line(e))
+    _fail(errors.one_line(e))
   return remaining
 
 
@@ -82,7 +74,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:  # Orbax and JAX log every save at INFO: keep it quiet.
     logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top  # After flags: --help stays fast.
-  from ls_jax import errors, train  # pylint: disable=g-import-not-at-top
+  from ls_jax import train  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value is not None or _launched_by_cluster():
     # Before anything touches the backend. Gloo gives CPU devices cross-process collectives;
     # GPU and TPU backends ignore this setting.
@@ -92,7 +84,7 @@ def main(argv: list[str]) -> None:
                                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
                                  initialization_timeout=_INIT_TIMEOUT.value)
     except Exception as e:  # pylint: disable=broad-except
-      _fail(f"jax.distributed.initialize failed: {_one_line(e)}")
+      _fail(f"jax.distributed.initialize failed: {errors.one_line(e)}")
   try:
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except train.Interrupted as e:
@@ -105,7 +97,7 @@ def main(argv: list[str]) -> None:
     log = pathlib.Path(_WORKDIR.value) / "error.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(traceback.format_exc())
-    print(f"ls_jax: internal error: {type(e).__name__}: {_one_line(e)} (traceback in {log}; "
+    print(f"ls_jax: internal error: {type(e).__name__}: {errors.one_line(e)} (traceback in {log}; "
           "please report it)", file=sys.stderr, flush=True)
     sys.exit(1)
   if jax.process_index() == 0:

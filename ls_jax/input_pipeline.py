@@ -32,6 +32,7 @@ import numpy as np
 
 from ls_jax import losses
 from ls_jax import noise
+from ls_jax import errors
 from ls_jax.errors import UserError
 
 # Per-channel statistics of the training sets, used to standardize inputs on device.
@@ -177,7 +178,7 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                                 builder_kwargs={"file_format": "array_record"})
     except Exception as e:
       raise UserError(f"cannot open split {split_name!r} of dataset {name!r} for {purpose}: "
-                      f"{_first_line(e)}") from None
+                      f"{errors.one_line(e)}") from None
     if len(source) == 0:
       raise UserError(f"split {split_name!r} of dataset {name!r} ({purpose}) is empty")
     if not data_config.in_memory:
@@ -208,11 +209,6 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report)
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip().splitlines()
-  return text[0] if text else type(error).__name__
 
 
 def _prepare_embedded(builder) -> None:

@@ -90,9 +90,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Arr
   images, targets = mix_batch(mix_rng, images, batch["label"], config)
 
   def loss_fn(params):
-    variables = {"params": params}
+    variables = model_variables(state, params)
     if state.batch_stats is not None:
-      variables["batch_stats"] = state.batch_stats
       logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     else:
       logits, updates = model.apply(variables, images, train=True), {}
@@ -126,11 +125,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Arr
 
 def eval_logits(state: TrainState, images: jax.Array, *, model: flax.linen.Module,
                 config: ml_collections.ConfigDict) -> jax.Array:
-  variables = {"params": state.params}
-  if state.batch_stats is not None:
-    variables["batch_stats"] = state.batch_stats
   images = input_pipeline.normalize(images, config.data.name, jnp.dtype(config.compute_dtype))
-  return model.apply(variables, images, train=False)
+  return model.apply(model_variables(state, state.params), images, train=False)
+
+
+def model_variables(state: TrainState, params) -> dict[str, Any]:
+  """Flax variables: params, and BatchNorm statistics for the models that have them."""
+  if state.batch_stats is None:
+    return {"params": params}
+  return {"params": params, "batch_stats": state.batch_stats}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 """The training system end to end, on the embedded data and 8 host devices."""
-import functools
 import json
 
 import jax
@@ -65,21 +64,10 @@ def _run_steps(config, strategy: str, devices, num_steps: int = 3):
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
   batches = input_pipeline.train_batches(split, start_step=0, num_steps=num_steps,
                                          batch_size=config.batch_size, seed=0)
-  if strategy == "pmap":
-    step = jax.pmap(functools.partial(train.train_step, model=model, config=config,
-                                      axis_name="data"),
-                    axis_name="data", in_axes=(0, 0, None), devices=devices)
-    shard = lambda b: jax.tree.map(lambda x: x.reshape((len(devices), -1) + x.shape[1:]), b)
-  else:
-    step = jax.jit(functools.partial(train.train_step, model=model, config=config),
-                   in_shardings=(parallelism.replicated, parallelism.data_sharded,
-                                 parallelism.replicated),
-                   out_shardings=(parallelism.replicated, parallelism.replicated))
-    shard = lambda b: jax.device_put(b, parallelism.data_sharded)
+  step = parallelism.compile_step(model, config)  # The loop's own jit / pmap wrapping.
   for batch in batches:
-    state, _ = step(state, shard(batch), jax.random.key(1))
-  return jax.device_get(parallelism.from_device(state).params) if strategy == "pmap" else (
-      jax.device_get(state.params))
+    state, _ = step(state, parallelism.global_batch(batch), jax.random.key(1))
+  return jax.device_get(parallelism.from_device(state).params)
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])

@@ -37,6 +37,7 @@ def get_config(dataset: str, num_classes: int, arg: str) -> ml_collections.Confi
   config.batch_size = 128
   config.log_every_steps = 200
   config.checkpoint_every_steps = 2000
+  config.eval_every_steps = 2000  # ~5 epochs.
   if options.model == "preact_resnet18":
     config.optimizer.nesterov = False
     # 200 epochs of 50k at batch 128, as Zhang et al. (they train on all 50k; we hold 5k out
@@ -52,4 +53,5 @@ def get_config(dataset: str, num_classes: int, arg: str) -> ml_collections.Confi
     config.batch_size = 16
     config.eval_batch_size = 64
     config.log_every_steps = 10
+    config.eval_every_steps = 10
   return config

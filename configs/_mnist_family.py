@@ -19,9 +19,11 @@ def get_config(dataset: str, arg: str) -> ml_collections.ConfigDict:
   config.batch_size = 128
   config.num_steps = 4300  # 10 epochs of 55k at batch 128.
   config.log_every_steps = 100
+  config.eval_every_steps = 430  # Every epoch.
   config.checkpoint_every_steps = 1000
   if options.runlocal:
     config.num_steps = 20
     config.batch_size = 32
     config.log_every_steps = 10
+    config.eval_every_steps = 10
   return config

@@ -1,4 +1,6 @@
 """Helpers shared by the config files (not a config itself)."""
+import difflib
+
 import ml_collections
 
 
@@ -31,8 +33,14 @@ def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(options)
 
 
-def pick_variant(variant: str, choices: dict, config_file: str):
-  """`choices[variant]`, or a ValueError naming the config file and the valid variants."""
+def pick_variant(variant: str, choices: dict, config_file: str, flags=("runlocal",)):
+  """`choices[variant]`, or a ValueError naming the valid variants and flags (`:mlp,runlocal`).
+
+  A misspelt flag in first position reads as a variant, so the error suggests the closest of both.
+  """
   if variant not in choices:
-    raise ValueError(f"{config_file}: unknown variant {variant!r}; use one of {list(choices)}")
+    close = difflib.get_close_matches(variant, [*choices, *flags], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{config_file}: unknown variant {variant!r}{hint}; variants: "
+                     f"{', '.join(choices)}; flags: {', '.join(flags)}")
   return choices[variant]

@@ -54,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.nonfinite_loss = "stop"  # stop | skip (skip the update and count it)
 
   config.log_every_steps = 100
+  # Validation accuracy, NLL and ECE into metrics.jsonl / TensorBoard (`val/...`) every this many
+  # steps, so a long run shows its curves; 0: only at the end.
+  config.eval_every_steps = 0
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   return config

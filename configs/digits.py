@@ -23,8 +23,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval_batch_size = 512
   config.num_steps = 1000  # ~50 epochs of 1293 images.
   config.log_every_steps = 100
+  config.eval_every_steps = 100
   config.checkpoint_every_steps = 500
   if options.runlocal:
     config.num_steps = 20
     config.log_every_steps = 10
+    config.eval_every_steps = 10
   return config

@@ -47,6 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 1e-4
   config.log_every_steps = 100
   config.checkpoint_every_steps = 2000
+  config.eval_every_steps = _TRAIN_EXAMPLES // config.batch_size  # Every epoch.
   if options.runlocal:
     config.data.image_size = 64
     config.batch_size = 8
@@ -54,4 +55,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.num_steps = 20
     config.optimizer.warmup_steps = 5
     config.log_every_steps = 10
+    config.eval_every_steps = 10
   return config

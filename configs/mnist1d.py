@@ -27,8 +27,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.batch_size = 100
   config.num_steps = 6000
   config.log_every_steps = 500
+  config.eval_every_steps = 1000
   config.checkpoint_every_steps = 2000
   if options.runlocal:
     config.num_steps = 50
     config.log_every_steps = 10
+    config.eval_every_steps = 25
   return config

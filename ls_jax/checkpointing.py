@@ -18,7 +18,7 @@ from ls_jax import errors
 from ls_jax.errors import UserError
 
 # Fields that may change between a run and its resumption without changing the experiment.
-_RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "checkpoint_every_steps",
+_RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                       "keep_checkpoints", "parallelism", "eval_batch_size")
 
 

@@ -1,9 +1,15 @@
-"""The command line of scripts/train.py: flags in, one line out on any error the user can fix.
+"""The command line of scripts/train.py and `ls-jax-train`: flags in, one line out on any error.
 
-Every such error (a bad flag or config value, a missing dataset, a workdir from another experiment,
-a non-finite loss) ends in one line on stderr, `ls_jax: error: ...`, and exit status 2. A SIGTERM
-or SIGINT ends in a checkpoint, one line, and exit status 0.
+Every error the user can fix (a bad flag or config value, a missing dataset, a workdir from
+another experiment, a non-finite loss) ends in one line on stderr, `ls_jax: error: ...`, and exit
+status 2. A SIGTERM or SIGINT during training ends in a checkpoint, one line, and exit status 0;
+at any other moment in one line and exit status 128 + the signal number (`ls_jax.interrupts`).
 """
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from ls_jax import interrupts
+
+interrupts.exit_on_signals()  # First: a signal during the imports below must not print a trace.
+
 import os
 import pathlib
 import re
@@ -17,8 +23,24 @@ from ml_collections import config_flags
 
 from ls_jax import errors
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mnist1d.py.",
-                                          lock_config=True)
+USAGE = """Trains and evaluates one config: ls-jax-train --config=FILE[:VARIANT] --workdir=DIR
+
+  python scripts/train.py --config=configs/mnist1d.py --workdir=runs/mnist1d
+  python scripts/train.py --config configs/mnist1d.py:mlp,runlocal --workdir runs/mlp_smoke
+  python scripts/train.py --config=configs/mnist1d.py --config.loss.label_smoothing=0.1 \\
+      --workdir=runs/mnist1d_ls0.1
+
+Every config field can be overridden with --config.FIELD=VALUE. The fields, their defaults and
+their documentation are in configs/default.py; --print_config prints the resolved config (after
+the variant and the overrides) and exits. Rerunning with the same --workdir resumes from its
+latest checkpoint. Multi-host: --coordinator_address/--num_processes/--process_id, or SLURM / a
+TPU pod slice (README, "Running at scale"). Errors the user can fix end in one line and exit
+status 2.
+"""
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and optional :variant, e.g. configs/mnist1d.py:mlp,runlocal. "
+    "Fields: configs/default.py; see them resolved with --print_config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
 _RESTART = flags.DEFINE_bool("restart", False,
                              "Move an existing run in --workdir aside and start fresh.")
@@ -28,6 +50,13 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a mul
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 _INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300,
                                      "Seconds to wait for every process to join.")
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False,
+                                  "Print the resolved config (after overrides) and exit.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", os.environ.get("LS_JAX_COMPILATION_CACHE",
+                                            "~/.cache/ls_jax/jax_compilation_cache"),
+    "JAX's persistent compilation cache: a rerun of the same step loads it instead of compiling. "
+    "Empty turns it off. Default from $LS_JAX_COMPILATION_CACHE if set.")
 
 
 def _fail(message: str) -> None:
@@ -35,12 +64,29 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _config_path(argv: list[str]) -> str | None:
+  """The config file named by `--config=PATH[:arg]` or `--config PATH[:arg]`."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      value = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      value = argv[i + 1]
+    else:
+      continue
+    return value.split(":")[0]
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with every error (bad override, bad config file) as one line.
 
   config_flags loads the config file lazily; reading `.value` here loads it inside the `try`.
   """
-  path = next((a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")), None)
+  path = _config_path(argv)
+  if path and os.path.isfile(path):
+    # The config files import their siblings (`from configs import default`): make the folder
+    # that holds their package importable, from any working directory.
+    sys.path.insert(0, str(pathlib.Path(path).resolve().parents[1]))
   try:
     remaining = flags.FLAGS(argv)
     if not path:
@@ -55,25 +101,62 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (KeyError, AttributeError) as e:
     if "get_config" in str(e):
       _fail(f"config file {path} does not define get_config()")
-    key = re.findall(r"[A-Za-z_]\w*", str(e))[0]
     overrides = [a[2:].split("=")[0] for a in argv if a.startswith("--config.")]
+    if not overrides:  # Raised by the config file itself.
+      _fail(_config_file_error(e, path))
+    key = re.findall(r"[A-Za-z_]\w*", str(e))[0]
     field = next((o[len("config."):] for o in overrides if key in o.split(".")), key)
     suggestion = re.search(r'Did you mean "(\w+)"', str(e))
     hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
     _fail(f"unknown config field {field!r} in a --config override{hint}")
   except Exception as e:  # pylint: disable=broad-except  # Errors raised by the config file itself.
-    _fail(errors.one_line(e))
+    _fail(_config_file_error(e, path))
   return remaining
+
+
+def _config_file_error(error: BaseException, path: str) -> str:
+  """One line for an exception raised while loading a config file: where in which file, and what.
+
+  The deliberate `ValueError`s of the config helpers (an unknown variant) already say it all.
+  """
+  if isinstance(error, flags.IllegalFlagValueError) and error.__context__ is not None:
+    error = error.__context__  # config_flags wraps the config file's own exception.
+  if isinstance(error, SyntaxError):
+    return f"config file {error.filename}, line {error.lineno}: SyntaxError: {error.msg}"
+  what = errors.one_line(error)
+  if isinstance(error, ValueError):
+    return what
+  if not what.startswith(type(error).__name__):
+    what = f"{type(error).__name__}: {what}"
+  # config_flags embeds the config file's traceback in the message; otherwise it is the error's.
+  frames = [(f.filename, f.lineno, f.line) for f in traceback.extract_tb(error.__traceback__)]
+  frames += [(m[1], int(m[2]), m[3].strip()) for m in re.finditer(
+      r'File "([^"]+)", line (\d+), in [^\n]*\n([^\n]*)', str(error))]
+  config_dir = pathlib.Path(path).resolve().parent
+  inside = [f for f in frames if pathlib.Path(f[0]).resolve().parent == config_dir]
+  if not inside:
+    return what
+  filename, lineno, line = inside[-1]
+  return f"config file {filename}, line {lineno} (`{line}`): {what}"
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; options are --flags")
+  if _PRINT_CONFIG.value:
+    print(_CONFIG.value, end="", flush=True)
+    return
   if not _WORKDIR.value:
     _fail("--workdir is required, e.g. --workdir=runs/mnist1d")
   if not flags.FLAGS["verbosity"].present:  # Orbax and JAX log every save at INFO: keep it quiet.
     logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top  # After flags: --help stays fast.
+  if _COMPILATION_CACHE.value:
+    jax.config.update("jax_compilation_cache_dir",
+                      str(pathlib.Path(_COMPILATION_CACHE.value).expanduser()))
+    # Every compilation is worth keeping: the small models' steps compile in ~1 s, under the
+    # default threshold, and they are what a sweep recompiles hundreds of times.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   from ls_jax import train  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value is not None or _launched_by_cluster():
     # Before anything touches the backend. Gloo gives CPU devices cross-process collectives;
@@ -110,4 +193,6 @@ def _launched_by_cluster() -> bool:
 
 
 def run() -> None:
+  # absl prints the main module's docstring for --help; the console script has none.
+  sys.modules["__main__"].__doc__ = USAGE
   app.run(main, flags_parser=parse_flags)

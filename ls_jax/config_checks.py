@@ -67,6 +67,8 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
   for name in ("batch_size", "eval_batch_size", "num_steps", "log_every_steps",
                "checkpoint_every_steps", "keep_checkpoints"):
     check(name, isinstance(fields[name], int) and fields[name] > 0, "must be a positive integer")
+  check("eval_every_steps", isinstance(fields["eval_every_steps"], int)
+        and fields["eval_every_steps"] >= 0, "must be an integer >= 0 (0: only at the end)")
   check("batch_size", fields["batch_size"] % device_count == 0,
         f"must be divisible by the {device_count} devices")
   check("optimizer.learning_rate", fields["optimizer.learning_rate"] > 0, "must be > 0")

@@ -21,6 +21,7 @@ import dataclasses
 import fcntl
 import functools
 import io
+import logging
 import os
 import pathlib
 from typing import Any, Callable, Iterator, Optional
@@ -93,6 +94,22 @@ def global_batch_indices(step: int, *, num_examples: int, batch_size: int, seed:
   return _epoch_permutation(seed, epoch, num_examples)[start:start + batch_size]
 
 
+def epoch_order(step: int, *, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
+  """The permutation that the batches of `step`'s epoch are cut from (see `take_batch`)."""
+  return _epoch_permutation(seed, step // (num_examples // batch_size), num_examples)
+
+
+def take_batch(data: dict[str, jax.Array], order: jax.Array, step: jax.Array,
+               batch_size: int) -> dict[str, jax.Array]:
+  """Inside the jitted step: the global batch of `step` from a device-resident split.
+
+  `order` is `epoch_order(step, ...)`, so this selects exactly `global_batch_indices(step, ...)`.
+  """
+  steps_per_epoch = order.shape[0] // batch_size
+  indices = jax.lax.dynamic_slice_in_dim(order, (step % steps_per_epoch) * batch_size, batch_size)
+  return jax.tree.map(lambda x: jnp.take(x, indices, axis=0), data)
+
+
 @functools.lru_cache(maxsize=2)
 def _epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
@@ -102,13 +119,17 @@ def process_slice(global_indices: np.ndarray, process_index: int, process_count:
   return np.split(global_indices, process_count)[process_index]
 
 
+def check_batch_fits(split: Split, batch_size: int) -> None:
+  if len(split) < batch_size:
+    raise UserError(f"the training split has {len(split)} examples, fewer than "
+                    f"batch_size={batch_size}")
+
+
 def train_batches(split: Split, *, start_step: int, num_steps: int, batch_size: int, seed: int,
                   process_index: int = 0, process_count: int = 1,
                   num_threads: int = 8) -> Iterator[dict[str, np.ndarray]]:
   """Process-local training batches for steps `start_step .. num_steps - 1`."""
-  if len(split) < batch_size:
-    raise UserError(f"the training split has {len(split)} examples, fewer than "
-                    f"batch_size={batch_size}")
+  check_batch_fits(split, batch_size)
 
   def batch_at(step: int) -> dict[str, np.ndarray]:
     indices = global_batch_indices(step, num_examples=len(split), batch_size=batch_size, seed=seed)
@@ -156,7 +177,8 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                     "as mnist, cifar10, imagenet2012, or mnist1d / sklearn_digits") from None
   if embedded:
     _prepare_embedded(builder)
-  elif not builder.is_prepared():
+  # TFDS logs a warning for a missing version folder before we can say so in one line.
+  elif not _quietly(builder.is_prepared):
     raise UserError(
         f"dataset {name!r} is not prepared in data_dir {builder.data_dir_root}; prepare it once "
         f"with network access: `pip install tensorflow && tfds build {name} "
@@ -209,6 +231,17 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report)
+
+
+def _quietly(function):
+  """`function()` with absl's warnings silenced."""
+  logger = logging.getLogger("absl")
+  previous = logger.level
+  logger.setLevel(max(logging.ERROR, previous))
+  try:
+    return function()
+  finally:
+    logger.setLevel(previous)
 
 
 def _prepare_embedded(builder) -> None:

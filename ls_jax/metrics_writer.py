@@ -40,6 +40,17 @@ class MetricsWriter:
     if self.enabled:
       self._tensorboard.add_text(name, text, 0)
 
+  def write_predictions(self, arrays: dict[str, Any]) -> None:
+    """`predictions.npz`: the final logits and labels, for analyses that need no retraining."""
+    if not self.enabled:
+      return
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    path = self.workdir / "predictions.npz"
+    tmp = path.with_suffix(".npz.tmp")
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+    tmp.rename(path)
+
   def write_results(self, results: dict[str, Any]) -> None:
     if not self.enabled:
       return

@@ -54,30 +54,42 @@ def test_label_smoothing_lowers_confidence(tmp_path):
   assert ls["mean_confidence"] < 1 - 0.3 + 0.3 / 10 + 0.02
 
 
-def _run_steps(config, strategy: str, devices, num_steps: int = 3):
-  """Runs the real train step on the real data for a few steps under one strategy."""
+def _run_steps(config, strategy: str, devices, num_steps: int = 3, resident=None):
+  """Runs the real train step on the real data for a few steps under one strategy.
+
+  The feed is the loop's own choice (`make_feed`) unless `resident` forces one.
+  """
   model = models.get_model(config.model.name, num_classes=config.num_classes)
   parallelism = train.Parallelism(strategy, train.data_mesh(devices))
   tx = train.make_optimizer(config.optimizer, config.num_steps)
   state = train.create_train_state(jax.random.key(0), model, (40,), tx)
   state = parallelism.to_device(state)
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
-  batches = input_pipeline.train_batches(split, start_step=0, num_steps=num_steps,
-                                         batch_size=config.batch_size, seed=0)
-  step = parallelism.compile_step(model, config)  # The loop's own jit / pmap wrapping.
-  for batch in batches:
-    state, _ = step(state, parallelism.global_batch(batch), jax.random.key(1))
-  return jax.device_get(parallelism.from_device(state).params)
+  if resident is None:
+    feed = train.make_feed(split, config, parallelism, start_step=0)
+  else:
+    feed = (train.ResidentFeed(split, config, parallelism) if resident
+            else train.HostFeed(split, config, parallelism, start_step=0))
+  step = parallelism.compile_step(  # The loop's own jit / pmap wrapping.
+      model, config, resident_data=isinstance(feed, train.ResidentFeed))
+  metric_sums = parallelism.new_metric_sums()
+  for i in range(num_steps):
+    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(1))
+  metrics = {k: v / num_steps for k, v in parallelism.read_metric_sums(metric_sums).items()}
+  return jax.device_get(parallelism.from_device(state).params), metrics
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_jit_on_8_devices_and_pmap_match_one_device(label_smoothing):
   config = small_config(**{"loss.label_smoothing": label_smoothing})
-  one = _run_steps(config, "jit", jax.devices()[:1])
-  eight = _run_steps(config, "jit", jax.devices())
-  pmapped = _run_steps(config, "pmap", jax.devices())
+  one, one_metrics = _run_steps(config, "jit", jax.devices()[:1])
+  eight, eight_metrics = _run_steps(config, "jit", jax.devices())
+  pmapped, pmapped_metrics = _run_steps(config, "pmap", jax.devices())
   for other in (eight, pmapped):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), one, other)
+  for other in (eight_metrics, pmapped_metrics):  # Metrics summed on device agree too.
+    for name in train.METRIC_NAMES:
+      np.testing.assert_allclose(one_metrics[name], other[name], rtol=1e-4)
   # And the steps did something: every parameter moved from its initial value.
   initial = train.create_train_state(
       jax.random.key(0), models.get_model("cnn1d", num_classes=10), (40,),
@@ -86,18 +98,47 @@ def test_jit_on_8_devices_and_pmap_match_one_device(label_smoothing):
     assert not np.allclose(before, after)
 
 
+@pytest.mark.parametrize("devices", [1, 8])
+def test_device_resident_data_gives_the_host_batches_results(devices):
+  """The batch gathered inside the step is the host pipeline's batch (see the test below), so
+  the params agree to float32 rounding: XLA fuses the gather into the step's arithmetic."""
+  config = small_config(num_steps=45, **{"mixup.alpha": 0.4})
+  resident, resident_metrics = _run_steps(config, "jit", jax.devices()[:devices], num_steps=45,
+                                          resident=True)  # 45 steps: crosses an epoch (37).
+  host, host_metrics = _run_steps(config, "jit", jax.devices()[:devices], num_steps=45,
+                                  resident=False)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), resident, host)
+  for name in train.METRIC_NAMES:
+    np.testing.assert_allclose(resident_metrics[name], host_metrics[name], rtol=1e-4)
+
+
+def test_take_batch_selects_the_global_batch_indices_across_epochs():
+  import jax.numpy as jnp
+  num_examples, batch_size, seed = 50, 8, 3  # 6 steps per epoch; 2 examples dropped per epoch.
+  data = {"image": jnp.arange(num_examples) * 10, "label": jnp.arange(num_examples)}
+  for step in range(20):
+    order = input_pipeline.epoch_order(step, num_examples=num_examples, batch_size=batch_size,
+                                       seed=seed)
+    batch = input_pipeline.take_batch(data, jnp.asarray(order), jnp.asarray(step), batch_size)
+    expected = input_pipeline.global_batch_indices(step, num_examples=num_examples,
+                                                   batch_size=batch_size, seed=seed)
+    np.testing.assert_array_equal(batch["label"], expected)
+    np.testing.assert_array_equal(batch["image"], expected * 10)
+
+
 def test_train_step_compiles_once(tmp_path):
   config = small_config(num_steps=30, **{"mixup.alpha": 0.4, "loss.label_smoothing": 0.1})
   model = models.get_model("cnn1d", num_classes=10)
   parallelism = train.Parallelism("jit", train.data_mesh())
-  step = parallelism.compile_step(model, config)
+  step = parallelism.compile_step(model, config, resident_data=True)
   state = parallelism.to_device(train.create_train_state(
       jax.random.key(0), model, (40,), train.make_optimizer(config.optimizer, 30)))
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
-  for batch in input_pipeline.train_batches(split, start_step=0, num_steps=30, batch_size=96,
-                                            seed=0):
-    state, metrics = step(state, parallelism.global_batch(batch), jax.random.key(0))
-  assert int(state.step) == 30
+  feed = train.ResidentFeed(split, config, parallelism)
+  metric_sums = parallelism.new_metric_sums()
+  for i in range(60):  # Crosses an epoch boundary: a new order array, the same executable.
+    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(0))
+  assert int(state.step) == 60
   assert step._cache_size() == 1  # pylint: disable=protected-access
 
 

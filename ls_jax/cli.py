@@ -53,15 +53,28 @@ _INIT_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300,
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False,
                                   "Print the resolved config (after overrides) and exit.")
 _COMPILATION_CACHE = flags.DEFINE_string(
-    "compilation_cache_dir", os.environ.get("LS_JAX_COMPILATION_CACHE",
-                                            "~/.cache/ls_jax/jax_compilation_cache"),
+    "compilation_cache_dir",
+    os.environ.get("LS_JAX_COMPILATION_CACHE", os.environ.get(
+        "JAX_COMPILATION_CACHE_DIR", "~/.cache/ls_jax/jax_compilation_cache")),
     "JAX's persistent compilation cache: a rerun of the same step loads it instead of compiling. "
-    "Empty turns it off. Default from $LS_JAX_COMPILATION_CACHE if set.")
+    "Empty turns it off. Default: $LS_JAX_COMPILATION_CACHE, else $JAX_COMPILATION_CACHE_DIR.")
 
 
 def _fail(message: str) -> None:
   print(f"ls_jax: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
+  _exit(2)
+
+
+def _exit(status: int) -> None:
+  """Ends the process now, skipping interpreter finalization.
+
+  Everything the run writes is closed and flushed before this point. Finalization resets the
+  signal handlers to their defaults, so a signal arriving while JAX's runtime is torn down would
+  kill the process without a word; tearing down XLA's threads is also slow, and can crash.
+  """
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -95,6 +108,8 @@ def parse_flags(argv: list[str]) -> list[str]:
       _fail(f"config file {path} does not exist")
     if _CONFIG.value is None:
       _fail(f"config file {path}: get_config() returned None")
+  except SystemExit:  # absl's --help/--helpfull print the usage, then exit 1; asking is no error.
+    _exit(0)
   except flags.UnrecognizedFlagError as e:
     hint = " (not a field of the config)" if e.flagname.startswith("config.") else ""
     _fail(f"unknown option --{e.flagname}{hint}")
@@ -173,7 +188,7 @@ def main(argv: list[str]) -> None:
   except train.Interrupted as e:
     if jax.process_index() == 0:
       print(f"ls_jax: {e}", file=sys.stderr, flush=True)
-    sys.exit(0)
+    _leave_cluster_and_exit(0)
   except errors.UserError as e:
     _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except  # A bug: keep the trace, print one line.
@@ -182,9 +197,18 @@ def main(argv: list[str]) -> None:
     log.write_text(traceback.format_exc())
     print(f"ls_jax: internal error: {type(e).__name__}: {errors.one_line(e)} (traceback in {log}; "
           "please report it)", file=sys.stderr, flush=True)
-    sys.exit(1)
+    _exit(1)
   if jax.process_index() == 0:
     print(train.summary_line(results, _CONFIG.value, _WORKDIR.value), flush=True)
+  _leave_cluster_and_exit(0)
+
+
+def _leave_cluster_and_exit(status: int) -> None:
+  """`_exit`, after the processes of a multi-process run have left together (a barrier)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    jax.distributed.shutdown()
+  _exit(status)
 
 
 def _launched_by_cluster() -> bool:

@@ -61,6 +61,24 @@ def wait_for_training(workdir, proc, timeout: float = 120) -> None:
   raise AssertionError("the run did not start training in time")
 
 
+def wait_until_catching_signals(proc, timeout: float = 60) -> None:
+  """Until the program has installed its SIGTERM handler (Linux /proc: the `SigCgt` mask).
+
+  Before that, in the first tens of milliseconds of interpreter start-up, a signal has its
+  default effect (the process dies with no output); nothing of the run exists yet then.
+  """
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    try:
+      with open(f"/proc/{proc.pid}/status", encoding="utf-8") as status:
+        caught = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt"))
+    except (OSError, StopIteration):
+      caught = 0
+    if caught & (1 << (15 - 1)):  # Bit n-1 is signal n; SIGTERM is 15.
+      return
+    time.sleep(0.005)
+
+
 def run_processes(args, num_processes: int, *, timeout: float = 240) -> list[tuple[int, str]]:
   """Runs `num_processes` cooperating processes to the end; every wait is bounded."""
   return wait_all(start_processes(args, num_processes), timeout=timeout)

@@ -1,5 +1,6 @@
 """Hostile inputs through the real command line: one line on stderr, non-zero exit, nothing lost."""
 import json
+import re
 import random
 
 import numpy as np
@@ -128,3 +129,47 @@ def test_fuzzed_overrides_run_or_fail_in_one_line(tmp_path, seed):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["steps"] > 0
   else:
     assert_one_line_error(done)
+
+
+def test_config_path_after_a_space_and_print_config(tmp_path):
+  done = launch.run(["--config", "configs/mnist1d.py:mlp", "--print_config",
+                     "--config.loss.label_smoothing=0.2", "--workdir", str(tmp_path / "run")])
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "label_smoothing: 0.2" in done.stdout and "name: mlp" in done.stdout
+  assert not (tmp_path / "run").exists()  # Printing the config trains nothing.
+  # The same space form trains.
+  done = launch.run(["--config", "configs/mnist1d.py", *QUICK[1:], "--workdir", str(tmp_path / "r")])
+  assert done.returncode == 0 and (tmp_path / "r" / "results.json").exists(), done.stderr[-2000:]
+
+
+def test_help_points_to_the_config_fields():
+  done = launch.run(["--help"])
+  assert done.returncode == 0
+  assert "--print_config" in done.stdout and "configs/default.py" in done.stdout
+
+
+@pytest.mark.parametrize("body,pattern", [
+    ('  c.mixup.alpha = "0.2"', r"line 4 \(`c.mixup.alpha = \"0.2\"`\): TypeError: .*'alpha'"),
+    ("  c.mixup.alpha = undefined_name",
+     r"line 4 \(`c.mixup.alpha = undefined_name`\): NameError: name 'undefined_name'"),
+])
+def test_errors_inside_a_config_file_name_the_file_and_line(tmp_path, body, pattern):
+  config_file = tmp_path / "my_config.py"
+  config_file.write_text("from configs import mnist1d\ndef get_config():\n"
+                         f"  c = mnist1d.get_config()\n{body}\n  return c\n")
+  done = launch.run([f"--config={config_file}", f"--workdir={tmp_path / 'run'}"])
+  assert_one_line_error(done, f"config file {config_file}")
+  assert re.search(pattern, done.stderr), done.stderr
+
+
+def test_a_misspelt_flag_suggests_it():
+  done = launch.run(["--config=configs/mnist1d.py:runlcoal", "--workdir=/tmp/unused"])
+  assert_one_line_error(done, "did you mean 'runlocal'?")
+  assert "variants: cnn, mlp; flags: runlocal" in done.stderr
+
+
+def test_a_missing_dataset_is_the_only_line_on_stderr(tmp_path):
+  done = launch.run([*QUICK, "--config.data.name=mnist", "--config.data.data_dir=/nonexistent",
+                     f"--workdir={tmp_path}"])
+  assert done.returncode == 2
+  assert done.stderr.strip().count("\n") == 0, done.stderr  # Not even a TFDS warning before it.

@@ -27,6 +27,7 @@ def test_sigterm_checkpoints_exits_zero_and_resume_matches_uninterrupted(tmp_pat
   assert not (interrupted / "results.json").exists()
   resumed = launch.run([*RUN, f"--workdir={interrupted}"])
   assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"ls_jax: resuming from step {stopped_at} in {interrupted}\n" in resumed.stderr
   launch.assert_trees_equal(launch.final_params(reference), launch.final_params(interrupted))
   ours, theirs = (json.loads((d / "results.json").read_text()) for d in (interrupted, reference))
   for key in ("accuracy", "nll", "ece", "mean_confidence", "temperature", "steps"):

@@ -16,6 +16,7 @@ def small_config(**overrides):
   config.num_steps = 40
   config.log_every_steps = 10
   config.checkpoint_every_steps = 20
+  config.eval_every_steps = 20
   for key, value in overrides.items():
     target = config
     *path, leaf = key.split(".")
@@ -34,10 +35,24 @@ def test_run_writes_results_metrics_tensorboard_and_checkpoints(tmp_path):
   assert on_disk["steps"] == 40 and on_disk["examples_seen"] == 40 * 96
   assert on_disk["config"]["model"]["name"] == "cnn1d"
   assert on_disk["environment"]["device_count"] == jax.device_count() == 8
+  assert on_disk["environment"]["cpu_model"]  # Every figure names the machine it came from.
   assert results["accuracy"] > 0.2  # Above chance (0.1) after 40 steps.
+  # predictions.npz holds the logits that the reported metrics were computed from.
+  predictions = np.load(tmp_path / "predictions.npz")
+  assert predictions["test_logits"].shape == (1000, 10)
+  assert predictions["test_logits"].dtype == np.float32
+  assert predictions["val_logits"].shape == (400, 10) and predictions["val_labels"].shape == (400,)
+  assert np.mean(predictions["test_logits"].argmax(1) == predictions["test_labels"]) == (
+      results["accuracy"])
+  from ls_jax import calibration
+  assert calibration.calibration_metrics(predictions["val_logits"], predictions["val_labels"])[
+      "ece"] == results["validation"]["ece"]
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if "loss" in l] == [10, 20, 30, 40]
   assert lines[0]["loss"] > lines[3]["loss"]
+  # Validation curves during training (eval_every_steps=20) and at the end.
+  assert [l["step"] for l in lines if "val/ece" in l] == [20, 40]
+  assert all(0 <= l["val/accuracy"] <= 1 for l in lines if "val/accuracy" in l)
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
       "20", "40"]

@@ -62,11 +62,12 @@ def template_plane(
   r"""Orthonormal basis of the plane through the templates of three classes (Müller 2019, §2).
 
   The final Dense layer gives logit `z_k = x . w_k + b_k`, so the template of class `k` is the
-  kernel column `w_k`. Müller et al. write the logit as `x^T w_k` with the bias folded in, and note
-  `-2 x^T w_k = |x - w_k|^2 - |x|^2 - |w_k|^2`: the logit is a (negative) squared distance to the
-  template, up to terms shared by all classes when the template norms are equal. With `bias` given,
-  this folds the bias in the same way: templates `[w_k; b_k]` in R^(d+1), and activations are
-  augmented with a constant 1 (see `project_onto_template_plane`).
+  kernel column `w_k`. Müller et al. write the logit as `x^T w_k` and read it as a distance,
+  `-2 x^T w_k = |x - w_k|^2 - |x|^2 - |w_k|^2`: up to terms shared by all classes when the template
+  norms are equal, a larger logit means a closer template. The bias fits this reading when it is
+  folded into the template: with `bias` given, templates are `[w_k; b_k]` in R^(d+1) and activations
+  are augmented with a constant 1 (see `project_onto_template_plane`); without it, the plane lives
+  in the d-dimensional feature space.
 
   Construction, for `class_ids = (a, b, c)`: the plane is the affine plane through `w_a`, `w_b`,
   `w_c`. Origin `w_a`; Gram-Schmidt on `(w_b - w_a, w_c - w_a)`:
@@ -224,9 +225,12 @@ def gaussian_mutual_information(samples: ArrayLike) -> float:
 
   The Gaussian normalizers cancel. `I_hat <= log N` always (the `x' = x` term is in the sum), and
   `I_hat = 0` exactly when all `mu_x` are equal: 0 means the logits say nothing about which example
-  they came from, `log N` that every example is identifiable. The paper's printed formula (p. 7 of
-  arXiv v3) sums over examples without the `1/N` and drops the `+ log N`; as printed it is not
-  in `[0, log N]`, the range the paper states, so this normalized form is what it describes.
+  they came from, `log N` that every example is identifiable. The paper's printed estimator (§4.1)
+  is `sum_x [-(y_x - mu_x)^2 / (2 sigma^2) - log sum_x' exp(-(y_x - mu_x')^2 / (2 sigma^2))]` with
+  `sigma^2 = sum_x (y_x - mu_x)^2 / N`: a sum over examples without the `1/N`, without the
+  `+ log N` of `p(y) = (1/N) sum_x' p(y | x')`, and one draw per example. As printed it is not in
+  `[0, log N]` (people reproducing it get values near -4000); this is the normalized form of the
+  same expression, averaged over all draws, with `sigma^2` pooled over examples and draws.
 
   Multi-dimensional `Y` (here `dims > 1`) uses a diagonal covariance shared by all examples: the
   same formula with `sum_d (y_d - mu_(x,d))^2 / (2 sigma_d^2)`; `dims = 1` is Müller's estimator.

@@ -4,6 +4,7 @@ The reference is written from Hinton et al. 2015, §2, with explicit probability
 (1 - w) * H(q', softmax(s)) + w * T^2 * sum_k p_t,k (log p_t,k - log p_s,k).
 """
 import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
 from jax.test_util import check_grads
 import numpy as np
@@ -179,3 +180,22 @@ def test_bad_teacher_shape_raises_value_error():
   with pytest.raises(ValueError, match=r"teacher_logits must have the shape of student_logits "
                                        r"\(6, 10\), got \(6, 9\)"):
     losses.distillation_loss(student, teacher[:, :9], labels, temperature=2.0, weight=0.5)
+
+
+def test_sharded_batch_equals_unsharded():
+  """The loss and gradient on a batch sharded over 8 devices equal the single-device ones."""
+  assert jax.device_count() == 8, "tests/conftest.py asks for 8 host CPU devices"
+  mesh = Mesh(np.array(jax.devices()), ("batch",))
+  student, teacher, labels = random_inputs(12, batch=16)
+
+  def loss_and_grad(s, t, y, temperature):
+    return jax.value_and_grad(lambda s: losses.distillation_loss(
+        s, t, y, temperature=temperature, weight=0.5, label_smoothing=0.1).mean())(s)
+
+  expected_loss, expected_grad = jax.jit(loss_and_grad)(student, teacher, labels, 4.0)
+  row_sharding = NamedSharding(mesh, PartitionSpec("batch"))
+  sharded = [jax.device_put(x, row_sharding) for x in (student, teacher, labels)]
+  loss, grad = jax.jit(loss_and_grad)(*sharded, jnp.float32(4.0))
+  assert grad.sharding.is_equivalent_to(row_sharding, grad.ndim)
+  np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+  np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-8)

@@ -359,3 +359,79 @@ def _checked_scalar(function: str, name: str, value: ArrayLike, below_one: bool)
     raise ValueError(
         f"{function}: {name} must be floating point, got dtype {jnp.result_type(value)}.")
   return value
+
+
+def distillation_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    temperature: ArrayLike,
+    weight: ArrayLike,
+    label_smoothing: ArrayLike = 0.0,
+    where: ArrayLike | None = None,
+) -> Array:
+  r"""Knowledge distillation: hard-label loss plus `T^2` times the KL to the softened teacher.
+
+  With student logits `s`, teacher logits `t`, labels `y`, temperature `T` and weight `w`
+  (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network", §2):
+
+    L = (1 - w) * smoothed_cross_entropy(s, y, a) + w * T^2 * KL(p_t || p_s),
+    p_t = softmax(t / T),   p_s = softmax(s / T),   KL(p || q) = sum_k p_k (log p_k - log q_k).
+
+  The hard-label term uses the student's own `label_smoothing` `a` at temperature 1. The `T^2`
+  keeps the soft term's gradient on the scale of the hard one as `T` changes (Hinton §2):
+  `dL_soft/ds = w * T * (p_s - p_t)`, which tends to `w / K * (s - mean(s) - (t - mean(t)))` as
+  `T -> inf` (logit matching, Hinton §2.1). The KL is computed as `H(p_t, p_s) - H(p_t)`; it differs
+  from the cross-entropy to the teacher only by the teacher's entropy, a constant for the student,
+  so it is 0 when the student matches the teacher.
+
+  The teacher gets `stop_gradient`: no gradient flows into `teacher_logits`.
+
+  Args:
+    student_logits: floating `[..., K]` student logits (bfloat16/float16 are upcast).
+    teacher_logits: floating `[..., K]` teacher logits, the shape of `student_logits`.
+    labels: integer `[...]` class indices, shape `student_logits.shape[:-1]`.
+    temperature: scalar `T > 0`, Python number or (traced) array.
+    weight: scalar `w` in `[0, 1]` on the distillation term; `w = 0` is the student's own loss.
+    label_smoothing: scalar `a` in `[0, 1)` for the hard-label term; see `smoothed_cross_entropy`.
+    where: optional boolean `[...]`; where False the loss and its gradient are 0, even if those
+      logits are NaN or infinite.
+
+  Returns:
+    float32 `[...]` per-example losses (float64 for float64 student logits).
+
+  Raises:
+    ValueError: on bad shapes or dtypes, a concrete `temperature <= 0`, a concrete `weight` outside
+      `[0, 1]` or a concrete `label_smoothing` outside `[0, 1)`.
+  """
+  function = "distillation_loss"
+  student_logits, labels, where = _checked_integer_label_inputs(
+      function, student_logits, labels, where)
+  teacher_logits = _checked_logits(function, teacher_logits)
+  if teacher_logits.shape != student_logits.shape:
+    raise ValueError(
+        f"{function}: teacher_logits must have the shape of student_logits "
+        f"{student_logits.shape}, got {teacher_logits.shape}.")
+  concrete = (numbers.Real, np.ndarray, np.generic)
+  # Written as `not (...)` so that NaN is rejected too; traced values are checked for dtype below.
+  if np.ndim(temperature) == 0 and isinstance(temperature, concrete) and not temperature > 0:
+    raise ValueError(f"{function}: temperature must be > 0, got {temperature}.")
+  if np.ndim(weight) == 0 and isinstance(weight, concrete) and not 0 <= weight <= 1:
+    raise ValueError(f"{function}: weight must be in [0, 1], got {weight}.")
+  temperature = _checked_scalar(function, "temperature", temperature, below_one=False)
+  weight = _checked_scalar(function, "weight", weight, below_one=False)
+
+  dtype = _compute_dtype(student_logits)
+  hard = smoothed_cross_entropy(student_logits, labels, label_smoothing, where=where)
+  teacher = lax.stop_gradient(teacher_logits).astype(dtype)
+  if where is not None:
+    # Double where, as in soft_cross_entropy: masked rows must not leak NaN into the loss.
+    teacher = jnp.where(where[..., None], teacher, 0)
+  teacher_scaled = teacher / temperature
+  teacher_probs = jax.nn.softmax(teacher_scaled, axis=-1)
+  kl = (soft_cross_entropy(student_logits.astype(dtype) / temperature, teacher_probs, where=where)
+        - entropy(teacher_scaled))
+  soft = weight * temperature**2 * kl
+  loss = (1 - weight) * hard + soft
+  return loss if where is None else jnp.where(where, loss, 0)

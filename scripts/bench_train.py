@@ -1,22 +1,29 @@
 #!/usr/bin/env python
 """Train-step throughput for CE / LS / CP / Mixup side by side, and the default run end to end.
 
-  python scripts/bench_train.py                 # both parts, ~3 minutes on 2 CPU cores
-  python scripts/bench_train.py --skip_end_to_end
+  python scripts/bench_train.py                   # both parts, ~5 minutes on 2 CPU cores
+  python scripts/bench_train.py --skip_step_table --rounds 5
 
-Part 1 times the jitted train step alone (a synthetic batch already on device; after
-compilation, the median over interleaved rounds of 200 steps for the MNIST-1D CNN at batch 100,
-and of 3 steps for a CIFAR ResNet-20 at batch 128), and counts compilations (must be 1 per method).
-Part 2 runs the default MNIST-1D recipe (CNN, Adam 1e-2, batch 100, 6000 steps) through
-`ls_jax.train.train_and_evaluate` -- input pipeline, logging and checkpoints included -- and, if
-PyTorch is installed (`pip install torch`), a plain PyTorch loop of the same model and recipe on
-the same data, and prints both wall times.
+Part 1 times the jitted train step alone, as the loop runs it: the training split resident on
+device, the batch gathered inside the step (the MNIST-1D CNN at batch 100, 200 steps a timing;
+a CIFAR ResNet-20 at batch 128, 3 steps), methods interleaved in shuffled rounds; and counts
+compilations (must be 1 per method).
+
+Part 2 times whole processes, end to end: `python scripts/train.py` on the default config
+(imports, dataset from its cache, compilation, 6000 steps, logging, checkpoints, evaluation)
+against `scripts/torch_mnist1d.py`, a plain PyTorch script of the same model and recipe that reads
+the same data from an .npz cache (needs `pip install torch`). One untimed run of each warms the
+caches (dataset, JAX's compilation cache, the OS's file cache); then `--rounds` rounds run the
+processes in a shuffled order each round, and the table gives the median, the range and the
+per-round ratio. A third process, ls_jax with the compilation cache off, shows what a first run
+costs.
 """
 import argparse
 import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +34,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from configs import cifar10, mnist1d  # pylint: disable=g-import-not-at-top
-from ls_jax import models, train
+from ls_jax import input_pipeline, models, train
 
 METHODS = {
     "CE": {},
@@ -48,19 +55,23 @@ def machine() -> str:
 
 
 def compiled_step(config, input_shape):
-  """The jitted train step, a state and a synthetic device-resident batch, compiled once."""
+  """The loop's jitted step, a state and a synthetic device-resident training split."""
   model = models.get_model(config.model.name, num_classes=config.num_classes)
   parallelism = train.Parallelism("jit", train.data_mesh())
-  step = parallelism.compile_step(model, config)
+  step = parallelism.compile_step(model, config, resident_data=True)
   state = parallelism.to_device(train.create_train_state(
       jax.random.key(0), model, input_shape, train.make_optimizer(config.optimizer, 10_000)))
   rng = np.random.default_rng(0)
-  batch = parallelism.global_batch({
-      "image": rng.normal(size=(config.batch_size,) + input_shape).astype(np.float32),
-      "label": rng.integers(0, config.num_classes, config.batch_size).astype(np.int32)})
-  state, metrics = step(state, batch, jax.random.key(1))
-  jax.block_until_ready(metrics)
-  return step, state, batch
+  num_examples = 10 * config.batch_size
+  split = input_pipeline.Split(
+      "synthetic", labels=rng.integers(0, config.num_classes, num_examples).astype(np.int32),
+      images=rng.normal(size=(num_examples,) + input_shape).astype(np.float32))
+  feed = train.ResidentFeed(split, config, parallelism)
+  inputs = feed(0)
+  sums = parallelism.new_metric_sums()
+  state, sums = step(state, sums, *inputs, jax.random.key(1))
+  jax.block_until_ready(sums)
+  return step, (state, sums), inputs
 
 
 def step_table():
@@ -82,13 +93,13 @@ def step_table():
     # processes, frequency scaling) spreads over all of them instead of biasing one.
     for _ in range(repeats):
       for method in order.permutation(list(METHODS)):
-        _, step, state, batch = compiled[method]
+        _, step, carry, inputs = compiled[method]
         start = time.perf_counter()
         for _ in range(steps):
-          state, metrics = step(state, batch, jax.random.key(1))
-        jax.block_until_ready((state, metrics))
+          carry = step(*carry, *inputs, jax.random.key(1))
+        jax.block_until_ready(carry)
         times[method].append((time.perf_counter() - start) / steps)
-        compiled[method][2] = state
+        compiled[method][2] = carry
     reference = statistics.median(times["CE"])
     for method, (batch_size, step, _, _) in compiled.items():
       seconds = statistics.median(times[method])
@@ -97,64 +108,64 @@ def step_table():
             f"| {step._cache_size()} |", flush=True)  # pylint: disable=protected-access
 
 
-def torch_mnist1d_seconds(num_steps: int) -> tuple[float, float]:
-  """The MNIST-1D quick-start loop in plain PyTorch: same CNN, Adam 1e-2, batch 100."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
-  data = make_dataset(get_dataset_args())
-  x = torch.tensor(data["x"], dtype=torch.float32)[:, None]
-  y = torch.tensor(data["y"])
-  x_test = torch.tensor(data["x_test"], dtype=torch.float32)[:, None]
-  torch.manual_seed(0)
-  net = torch.nn.Sequential(
-      torch.nn.Conv1d(1, 25, 5, stride=2, padding=1), torch.nn.ReLU(),
-      torch.nn.Conv1d(25, 25, 3, stride=2, padding=1), torch.nn.ReLU(),
-      torch.nn.Conv1d(25, 25, 3, stride=2, padding=1), torch.nn.ReLU(),
-      torch.nn.Flatten(), torch.nn.Linear(125, 10))
-  optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+def _timed(command: list[str]) -> float:
   start = time.perf_counter()
-  for step in range(num_steps):
-    indices = torch.randint(0, len(x), (100,))
-    loss = torch.nn.functional.cross_entropy(net(x[indices]), y[indices])
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-  seconds = time.perf_counter() - start
-  with torch.no_grad():
-    accuracy = (net(x_test).argmax(1).numpy() == data["y_test"]).mean()
-  return seconds, float(accuracy)
+  subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  return time.perf_counter() - start
 
 
-def end_to_end():
-  print("\n## Default MNIST-1D run end to end (6000 steps, batch 100, 1 device)\n")
-  print("| implementation | wall s (whole run) | train loop s | test accuracy |")
-  print("|---|---|---|---|")
-  config = mnist1d.get_config()
-  with tempfile.TemporaryDirectory() as workdir:
-    start = time.perf_counter()
-    results = train.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
-    wall = time.perf_counter() - start
-  print(f"| ls_jax `train_and_evaluate` (data, logs, 3 checkpoints, eval) | {wall:.1f} "
-        f"| {results['train_seconds']:.1f} | {results['accuracy']:.4f} |", flush=True)
+def end_to_end(rounds: int) -> None:
+  print("\n## Default MNIST-1D run, whole process against whole process\n")
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
-    print("| PyTorch loop | (not installed: pip install torch) | | |")
+    print("PyTorch is not installed (pip install torch): part 2 skipped.")
     return
-  torch.set_num_threads(os.cpu_count())
-  seconds, accuracy = torch_mnist1d_seconds(config.num_steps)
-  print(f"| plain PyTorch {torch.__version__} loop (tensors in memory, no logging) | {seconds:.1f} "
-        f"| {seconds:.1f} | {accuracy:.4f} |")
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  config = mnist1d.get_config()
+  with tempfile.TemporaryDirectory() as tmp:
+    # The same split ls_jax trains on, from its TFDS cache, as the PyTorch script's .npz cache.
+    dataset = input_pipeline.load_dataset(config.data, num_classes=10, seed=0)
+    cache = f"{tmp}/mnist1d.npz"
+    np.savez(cache, x_train=dataset.train.images, y_train=dataset.train.labels,
+             x_test=dataset.test.images, y_test=dataset.test.labels)
+    runs = iter(range(10**6))
+    ours = lambda *flags: [sys.executable, str(repo / "scripts/train.py"),
+                           "--config=configs/mnist1d.py", f"--workdir={tmp}/run{next(runs)}", *flags]
+    commands = {
+        "ls_jax (`python scripts/train.py`)": lambda: ours(),
+        "ls_jax, compilation cache off": lambda: ours("--compilation_cache_dir="),
+        f"PyTorch {torch.__version__} (`scripts/torch_mnist1d.py`)":
+            lambda: [sys.executable, str(repo / "scripts/torch_mnist1d.py"), f"--data={cache}"],
+    }
+    for make in commands.values():  # Untimed: warms the caches.
+      _timed(make())
+    times = {name: [] for name in commands}
+    order = np.random.default_rng(1)
+    for _ in range(rounds):
+      for name in order.permutation(list(commands)):
+        times[name].append(_timed(commands[name]()))
+  torch_name = list(commands)[-1]
+  print(f"{rounds} rounds, shuffled order each round; wall seconds of the whole process.\n")
+  print("| process | median s | min-max s | PyTorch / this, per round: median (min-max) |")
+  print("|---|---|---|---|")
+  for name, seconds in times.items():
+    ratios = [t / s for t, s in zip(times[torch_name], seconds)]
+    print(f"| {name} | {statistics.median(seconds):.1f} | {min(seconds):.1f}-{max(seconds):.1f} "
+          f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--skip_end_to_end", action="store_true")
+  parser.add_argument("--skip_step_table", action="store_true")
+  parser.add_argument("--rounds", type=int, default=5, help="end-to-end rounds (>= 3)")
   args = parser.parse_args()
   print(f"Machine: {machine()}")
-  step_table()
+  if not args.skip_step_table:
+    step_table()
   if not args.skip_end_to_end:
-    end_to_end()
+    end_to_end(args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """`pip install` of the repository into a fresh venv, used from outside the repository.
 
 The main tests need no network: the fresh venv sees this interpreter's site-packages (jax, numpy,
-scipy, setuptools, the training stack) through a `.pth` file, and the package is installed with
-`--no-deps --no-build-isolation --no-index`. The venv's own site-packages comes first on its path, so
-the `ls_jax` it imports is the installed copy, never the repository's. The slow test does the full
-`pip install .[train]` from the package index.
+scipy, setuptools, the training stack; `overlay_venv`), and the package is installed with
+`--no-deps --no-build-isolation --no-index`. The `ls_jax` it imports is the installed copy, never
+the repository's. The slow test does the full `pip install .[train]` from the package index.
 """
 import json
 import os
@@ -12,10 +11,11 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import sysconfig
 
 import numpy as np
 import pytest
+
+import overlay_venv
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # What the core install promises not to need: importing the library must not load these.
@@ -48,18 +48,12 @@ def _run(args, cwd, **kwargs) -> subprocess.CompletedProcess:
 def installed(tmp_path_factory) -> pathlib.Path:
   """A fresh venv with `pip install --no-deps --no-build-isolation --no-index <copy of the repo>`."""
   root = tmp_path_factory.mktemp("packaging")
-  venv = root / "venv"
-  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-  site = pathlib.Path(_run([_venv_python(venv), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                            "['purelib'])"], cwd=root).stdout.strip())
-  ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-  (site / "test_environment.pth").write_text("\n".join(sorted(ours)) + "\n")
+  python = overlay_venv.create(root / "venv")
   source = _copy_source(root / "src")
-  # pip comes from this interpreter's site-packages (the venv has none) and installs into the venv.
-  result = _run([_venv_python(venv), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+  result = _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                  "--no-index", "--disable-pip-version-check", "--quiet", source], cwd=root)
   assert result.returncode == 0, result.stderr
-  return venv
+  return root / "venv"
 
 
 def test_core_library_imports_from_outside_the_repo_and_computes_a_loss(installed, tmp_path):

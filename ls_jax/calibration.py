@@ -51,6 +51,37 @@ def _as_scores_and_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndar
   return scores, labels
 
 
+def _as_probabilities(probs: ArrayLike) -> np.ndarray:
+  """float64 (n, K) probabilities; rows that are not distributions are an error.
+
+  Logits passed by mistake would otherwise give plausible-looking numbers (an "ECE" of 4.68). Rows
+  must be nonnegative and sum to 1 within 1e-3, which a float32 softmax meets, or within 1e-2 for
+  16-bit floats (bfloat16 keeps 8 significant bits, so its rows are off by up to ~4e-3). The check
+  is one pass over the array, on the host.
+  """
+  probs = np.asarray(probs)
+  tolerance = 1e-2 if probs.dtype.itemsize <= 2 else 1e-3
+  probs = probs.astype(np.float64, copy=False)
+  if probs.ndim != 2 or probs.shape[0] == 0:
+    raise ValueError(f"Expected probs of shape (n, K) with n > 0, got {probs.shape}.")
+  row_sums = probs.sum(axis=1)
+  # `not <=` also catches NaN rows.
+  bad = ~((np.abs(row_sums - 1.0) <= tolerance) & (probs.min(axis=1) >= 0.0))
+  if bad.any():
+    row = int(np.argmax(bad))
+    raise ValueError(
+        f"probs row {row} is not a probability distribution (sum {row_sums[row]:.4g}, smallest "
+        f"entry {probs[row].min():.4g}): pass softmax(logits), or call "
+        "calibration_metrics(logits, labels).")
+  return probs
+
+
+def _as_probabilities_and_labels(
+    probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+  """`_as_probabilities`, and (n,) labels matching them."""
+  return _as_scores_and_labels(_as_probabilities(probs), labels)
+
+
 def _confidence_and_correct(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Top-1 confidence and whether the top-1 class is the label, per example."""
   return probs.max(axis=1), probs.argmax(axis=1) == labels
@@ -65,8 +96,8 @@ def _equal_width_bin_index(confidence: np.ndarray, edges: np.ndarray) -> np.ndar
   """Index m with `edges[m] < c <= edges[m+1]`: bins are (lower, upper], as in Guo et al. 2017.
 
   `searchsorted(side='left')` compares against the stored edges exactly, so a confidence equal to an
-  edge goes to the bin below it, 1.0 goes to the last bin, and 0.0 (outside every (lower, upper]
-  bin) is put in the first one rather than dropped.
+  edge goes to the bin below it and 1.0 goes to the last bin. The clip keeps a confidence a
+  rounding error above 1 (rows sum to 1 only within a tolerance) in the last bin.
   """
   return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, len(edges) - 2)
 
@@ -74,7 +105,7 @@ def _equal_width_bin_index(confidence: np.ndarray, edges: np.ndarray) -> np.ndar
 def reliability_bins(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> ReliabilityBins:
   """Per-bin mean confidence, accuracy and count over equal-width (lower, upper] confidence bins."""
   _check_num_bins(num_bins)
-  probs, labels = _as_scores_and_labels(probs, labels)
+  probs, labels = _as_probabilities_and_labels(probs, labels)
   confidence, correct = _confidence_and_correct(probs, labels)
   edges = np.linspace(0.0, 1.0, num_bins + 1)
   index = _equal_width_bin_index(confidence, edges)
@@ -99,11 +130,11 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
   """Expected calibration error over equal-width confidence bins (Guo et al. 2017, §2).
 
   `ECE = Σ_m |B_m|/n · |acc(B_m) - conf(B_m)|`, with bins `B_m` = examples whose top-1 confidence is
-  in `(m/M, (m+1)/M]` (confidence 0 joins the first bin). 15 bins is the usual setting (Guo 2017,
+  in `(m/M, (m+1)/M]`. 15 bins is the usual setting (Guo 2017,
   Müller 2019).
   """
   _check_num_bins(num_bins)
-  probs, labels = _as_scores_and_labels(probs, labels)
+  probs, labels = _as_probabilities_and_labels(probs, labels)
   confidence, correct = _confidence_and_correct(probs, labels)
   index = _equal_width_bin_index(confidence, np.linspace(0.0, 1.0, num_bins + 1))
   return _calibration_error_of_bins(confidence, correct, index, num_bins)
@@ -118,7 +149,7 @@ def adaptive_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
   kept in input order (stable sort), so the result is deterministic.
   """
   _check_num_bins(num_bins)
-  probs, labels = _as_scores_and_labels(probs, labels)
+  probs, labels = _as_probabilities_and_labels(probs, labels)
   confidence, correct = _confidence_and_correct(probs, labels)
   order = np.argsort(confidence, kind="stable")
   index = np.empty(len(confidence), dtype=np.int64)
@@ -130,7 +161,7 @@ def adaptive_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
 
 def mean_confidence(probs: ArrayLike) -> float:
   """Mean top-1 probability; its gap to the accuracy is the overall over/under-confidence."""
-  probs = np.asarray(probs, dtype=np.float64)
+  probs = _as_probabilities(probs)
   return float(probs.max(axis=1).mean())
 
 
@@ -146,7 +177,7 @@ def brier_score(probs: ArrayLike, labels: ArrayLike) -> float:
 
   It ranges over [0, 2]; a uniform prediction scores (K-1)/K.
   """
-  probs, labels = _as_scores_and_labels(probs, labels)
+  probs, labels = _as_probabilities_and_labels(probs, labels)
   one_hot = np.eye(probs.shape[1])[labels]
   return float(((probs - one_hot) ** 2).sum(axis=1).mean())
 

@@ -1,6 +1,10 @@
 """Test setup: 8 host CPU devices, so sharding and pmap are exercised on a 2-core machine.
 
 XLA_FLAGS must be set before JAX initializes its backend, hence here, before any test imports jax.
+
+JAX's persistent compilation cache is on: every run compiles the same programs, in every pytest
+worker and in the subprocesses that the CLI tests start (they inherit these variables). Set
+JAX_COMPILATION_CACHE_DIR to use another folder, or to "" to turn the cache off.
 """
 import os
 import pathlib
@@ -8,6 +12,11 @@ import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(pathlib.Path.home() / ".cache" / "ls_jax" / "jax_cache_tests"))
+# JAX caches only programs that took >= 1 s to compile by default; most test programs take less.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")  # -1: cache every size.
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))

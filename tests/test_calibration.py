@@ -1,4 +1,5 @@
 """Tests for ls_jax.calibration: hand-computed cases, plain loops and optimality conditions."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -68,11 +69,13 @@ def test_brier_hand_computed():
   assert calibration.brier_score(HAND_PROBS, HAND_LABELS) == pytest.approx(3.685 / 5)
 
 
-def test_confidence_zero_joins_the_first_bin():
-  bins = calibration.reliability_bins(np.zeros((1, 3)), np.array([0]), 15)
-  assert bins.count[0] == 1 and bins.count.sum() == 1
-  # argmax of a zero row is class 0, correct, at confidence 0: a gap of 1.
-  assert calibration.expected_calibration_error(np.zeros((1, 3)), np.array([0])) == 1.0
+def test_confidence_a_rounding_error_above_one_stays_in_the_last_bin():
+  # Accepted: rows sum to 1 within 1e-3. The bin index must not run past the last bin.
+  probs = np.array([[1.0004, 0.0], [0.5, 0.5]])
+  bins = calibration.reliability_bins(probs, np.array([0, 1]), 5)
+  np.testing.assert_array_equal(bins.count, [0, 0, 1, 0, 1])
+  assert calibration.expected_calibration_error(probs, np.array([0, 1]), 5) == pytest.approx(
+      (0.0004 + 0.5) / 2)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -235,3 +238,61 @@ def test_rejects_mismatched_shapes_and_bins():
     calibration.expected_calibration_error(np.ones((3, 2)) / 2, np.zeros(4, int))
   with pytest.raises(ValueError, match="num_bins"):
     calibration.expected_calibration_error(np.ones((3, 2)) / 2, np.zeros(3, int), num_bins=0)
+
+
+# Every public function that takes probabilities, called with (probs, labels).
+PROBABILITY_FUNCTIONS = {
+    "expected_calibration_error": calibration.expected_calibration_error,
+    "adaptive_calibration_error": calibration.adaptive_calibration_error,
+    "reliability_bins": calibration.reliability_bins,
+    "brier_score": calibration.brier_score,
+    "mean_confidence": lambda probs, labels: calibration.mean_confidence(probs),
+}
+
+
+@pytest.mark.parametrize("name", PROBABILITY_FUNCTIONS)
+@pytest.mark.parametrize("case", ["logits", "negative", "sums_to_0.99", "nan", "zeros"])
+def test_probability_functions_reject_rows_that_are_not_distributions(name, case):
+  rng = np.random.default_rng(0)
+  logits = rng.normal(scale=3.0, size=(20, 5))
+  probs = _softmax(logits)
+  bad_row = 7
+  if case == "logits":
+    probs = logits  # The mistake of the issue: an "ECE" of 4.68 from logits.
+  elif case == "negative":  # Still sums to 1.
+    probs[bad_row] = [1.2, -0.2, 0.0, 0.0, 0.0]
+  elif case == "sums_to_0.99":
+    probs[bad_row] *= 0.99
+  elif case == "nan":
+    probs[bad_row, 0] = np.nan
+  else:
+    probs[bad_row] = 0.0
+  with pytest.raises(ValueError, match=r"probs row \d+ is not a probability distribution.*"
+                     r"pass softmax\(logits\), or call calibration_metrics\(logits, labels\)"):
+    PROBABILITY_FUNCTIONS[name](probs, rng.integers(0, 5, 20))
+  if case != "logits":
+    with pytest.raises(ValueError, match=f"probs row {bad_row} "):
+      PROBABILITY_FUNCTIONS[name](probs, rng.integers(0, 5, 20))
+
+
+@pytest.mark.parametrize("name", PROBABILITY_FUNCTIONS)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_probability_functions_accept_a_softmax_in_low_precision(name, dtype):
+  # K = 1000 in float32 and K = 10 in 16 bits: rounding moves row sums off 1 by up to ~K·eps/2.
+  num_classes = 1000 if dtype == jnp.float32 else 10
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(scale=3.0, size=(64, num_classes)), dtype)
+  probs = jax.nn.softmax(logits, axis=-1)
+  assert np.abs(np.asarray(probs, np.float64).sum(axis=1) - 1).max() > 0  # Really off by rounding.
+  PROBABILITY_FUNCTIONS[name](probs, rng.integers(0, num_classes, 64))
+
+
+def test_callers_that_pass_logits_through_softmax_still_work():
+  rng = np.random.default_rng(2)
+  logits = rng.normal(scale=10.0, size=(200, 7)).astype(np.float32)
+  labels = rng.integers(0, 7, 200)
+  metrics = calibration.calibration_metrics(logits, labels)  # softmax in float64 inside.
+  probs = _softmax(logits.astype(np.float64))
+  assert metrics["ece"] == pytest.approx(_ece_by_loop(probs, labels, 15), rel=1e-9)
+  bins = calibration.reliability_bins(probs, labels)  # What train.py's reliability JSON does.
+  assert bins.count.sum() == 200

@@ -1,0 +1,62 @@
+"""The config fields that every experiment shares, their defaults and what each one means.
+
+This is the reference every config is validated against before anything compiles (unknown fields,
+wrong types, out-of-range values; `ls_jax/config_checks.py`). It lives in the package so that an
+installed ls_jax needs no `configs/` folder on the path; `configs/default.py` re-exports it, and
+each experiment family's config file starts from `default.get_config()`. Changing the method is
+a field: see configs/default.py for the command lines.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds init, data order, augmentation, mixing and label noise.
+  config.num_classes = 10
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "mnist1d"  # A TFDS name, or an embedded one: mnist1d, sklearn_digits.
+  config.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # None: TFDS default.
+  # Calibration (temperature scaling) is fitted on validation, never on test: hold out a slice.
+  config.data.train_split = "train[:90%]"
+  config.data.validation_split = "train[90%:]"
+  config.data.test_split = "test"
+  config.data.in_memory = True  # False streams records (ImageNet-sized data).
+  config.data.augment = "none"  # none | crop_flip (CIFAR, on device) | inception (host).
+  config.data.image_size = 224  # Streaming (ImageNet) crop size.
+  config.data.label_noise = ml_collections.ConfigDict({"rate": 0.0, "kind": "symmetric"})
+
+  config.model = ml_collections.ConfigDict({"name": "cnn1d"})
+  config.compute_dtype = "float32"  # bfloat16: bf16 activations, fp32 params and loss math.
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.label_smoothing = 0.0
+  config.loss.confidence_penalty = 0.0  # beta in CE - beta * H(p).
+  config.mixup = ml_collections.ConfigDict({"alpha": 0.0})
+  config.cutmix = ml_collections.ConfigDict({"alpha": 0.0})
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"  # adam | sgd
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.momentum = 0.9  # sgd only.
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 0.0  # On kernels only (ndim > 1), not on biases or BN scales.
+  config.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
+  config.optimizer.schedule = "constant"  # constant | cosine | step
+  config.optimizer.warmup_steps = 0
+  config.optimizer.decay_boundaries = (0.5, 0.75)  # step schedule: fractions of num_steps.
+  config.optimizer.decay_factor = 0.1
+
+  config.batch_size = 128  # Global, over all devices and processes.
+  config.eval_batch_size = 1000
+  config.num_steps = 1000
+  config.parallelism = "jit"  # jit (NamedSharding over a data mesh) | pmap
+  config.nonfinite_loss = "stop"  # stop | skip (skip the update and count it)
+
+  config.log_every_steps = 100
+  # Validation accuracy, NLL and ECE into metrics.jsonl / TensorBoard (`val/...`) every this many
+  # steps, so a long run shows its curves; 0: only at the end.
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  return config

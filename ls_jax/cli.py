@@ -54,10 +54,9 @@ _PRINT_CONFIG = flags.DEFINE_bool("print_config", False,
                                   "Print the resolved config (after overrides) and exit.")
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir",
-    os.environ.get("LS_JAX_COMPILATION_CACHE", os.environ.get(
-        "JAX_COMPILATION_CACHE_DIR", "~/.cache/ls_jax/jax_compilation_cache")),
+    os.environ.get("JAX_COMPILATION_CACHE_DIR", "~/.cache/ls_jax/jax_compilation_cache"),
     "JAX's persistent compilation cache: a rerun of the same step loads it instead of compiling. "
-    "Empty turns it off. Default: $LS_JAX_COMPILATION_CACHE, else $JAX_COMPILATION_CACHE_DIR.")
+    "Empty turns it off. Default: $JAX_COMPILATION_CACHE_DIR if set.")
 
 
 def _fail(message: str) -> None:
@@ -172,6 +171,7 @@ def main(argv: list[str]) -> None:
     # Every compilation is worth keeping: the small models' steps compile in ~1 s, under the
     # default threshold, and they are what a sweep recompiles hundreds of times.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   from ls_jax import train  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value is not None or _launched_by_cluster():
     # Before anything touches the backend. Gloo gives CPU devices cross-process collectives;

@@ -61,6 +61,11 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
   check("cutmix.alpha", fields["cutmix.alpha"] >= 0, "must be >= 0")
   check("cutmix.alpha", not (fields["mixup.alpha"] > 0 and fields["cutmix.alpha"] > 0),
         "choose one of mixup.alpha and cutmix.alpha")
+  check("distill.temperature", fields["distill.temperature"] > 0, "must be > 0")
+  check("distill.weight", 0 <= fields["distill.weight"] <= 1, "must be in [0, 1]")
+  check("distill.teacher_workdir", not fields["distill.teacher_workdir"] or not (
+      fields["mixup.alpha"] or fields["cutmix.alpha"]), "distillation with Mixup/CutMix is not "
+        "supported yet: set mixup.alpha and cutmix.alpha to 0")
   check("data.label_noise.rate", 0 <= fields["data.label_noise.rate"] <= 1, "must be in [0, 1]")
   check("num_classes", fields["num_classes"] >= 2 and isinstance(fields["num_classes"], int),
         "must be an integer >= 2")

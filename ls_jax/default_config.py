@@ -34,6 +34,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.confidence_penalty = 0.0  # beta in CE - beta * H(p).
   config.mixup = ml_collections.ConfigDict({"alpha": 0.0})
   config.cutmix = ml_collections.ConfigDict({"alpha": 0.0})
+  # Knowledge distillation (Hinton et al. 2015) from a finished run in `teacher_workdir` ("": off):
+  # (1 - weight) * the loss above + weight * temperature^2 * KL(teacher_T || student_T).
+  config.distill = ml_collections.ConfigDict()
+  config.distill.teacher_workdir = ""
+  config.distill.temperature = 1.0
+  config.distill.weight = 0.5
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # adam | sgd

@@ -26,6 +26,7 @@ from scipy import special
 
 from ls_jax import calibration
 from ls_jax import checkpointing
+from ls_jax import distillation
 from ls_jax import input_pipeline
 from ls_jax import interrupts
 from ls_jax import losses
@@ -51,9 +52,16 @@ class NonFiniteLoss(UserError):
 
 
 def objective(logits: jax.Array, labels: jax.Array, targets: Optional[jax.Array],
-              loss_config: ml_collections.ConfigDict) -> jax.Array:
-  """Per-example training loss: smoothed CE (or soft CE on mixed targets) - beta * H(p)."""
-  if targets is not None:  # Mixed targets are already smoothed: smoothing again would double it.
+              config: ml_collections.ConfigDict,
+              teacher_logits: Optional[jax.Array] = None) -> jax.Array:
+  """Per-example training loss: smoothed CE (or soft CE on mixed targets, or distillation from
+  `teacher_logits`) - beta * H(p)."""
+  loss_config = config.loss
+  if teacher_logits is not None:
+    per_example = losses.distillation_loss(
+        logits, teacher_logits, labels, temperature=config.distill.temperature,
+        weight=config.distill.weight, label_smoothing=loss_config.label_smoothing)
+  elif targets is not None:  # Mixed targets are already smoothed: smoothing again would double it.
     per_example = losses.soft_cross_entropy(logits, targets)
   else:
     per_example = losses.smoothed_cross_entropy(logits, labels, loss_config.label_smoothing)
@@ -86,12 +94,15 @@ def zero_metric_sums() -> dict[str, jax.Array]:
 
 
 def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict[str, jax.Array],
-               base_rng: jax.Array, *, model: flax.linen.Module, config: ml_collections.ConfigDict,
+               base_rng: jax.Array, teacher_variables: Optional[dict[str, Any]] = None, *,
+               model: flax.linen.Module, config: ml_collections.ConfigDict,
+               teacher_model: Optional[flax.linen.Module] = None,
                axis_name: Optional[str] = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch (or on a device's shard under pmap, `axis_name` set).
 
   The step's metrics are added to `metric_sums` on device, so the host reads them once per
-  logging interval instead of once per step.
+  logging interval instead of once per step. With a teacher (`ls_jax.distillation`), its logits
+  on the same inputs enter the loss; it gets no gradient.
   """
   rng = jax.random.fold_in(base_rng, state.step)
   augment_rng, mix_rng = jax.random.split(rng)
@@ -100,6 +111,10 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
   if config.data.augment == "crop_flip":
     images = input_pipeline.random_crop_flip(augment_rng, images)
   images, targets = mix_batch(mix_rng, images, batch["label"], config)
+  teacher_logits = None
+  if teacher_model is not None:
+    teacher_logits = jax.lax.stop_gradient(
+        teacher_model.apply(teacher_variables, images, train=False))
 
   def loss_fn(params):
     variables = model_variables(state, params)
@@ -107,7 +122,7 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
       logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     else:
       logits, updates = model.apply(variables, images, train=True), {}
-    loss = objective(logits, batch["label"], targets, config.loss).mean()
+    loss = objective(logits, batch["label"], targets, config, teacher_logits).mean()
     return loss, (logits, updates.get("batch_stats"))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -137,7 +152,9 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
 
 def train_step_on_resident_data(state: TrainState, metric_sums: dict[str, jax.Array],
                                 data: dict[str, jax.Array], epoch_order: jax.Array,
-                                base_rng: jax.Array, *, batch_sharding: jax.sharding.Sharding,
+                                base_rng: jax.Array,
+                                teacher_variables: Optional[dict[str, Any]] = None, *,
+                                batch_sharding: jax.sharding.Sharding,
                                 **step_kwargs) -> tuple[TrainState, dict[str, jax.Array]]:
   """`train_step` on a batch gathered on device from a device-resident split (no host copy).
 
@@ -145,7 +162,7 @@ def train_step_on_resident_data(state: TrainState, metric_sums: dict[str, jax.Ar
   """
   batch = input_pipeline.take_batch(data, epoch_order, state.step, step_kwargs["config"].batch_size)
   batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-  return train_step(state, metric_sums, batch, base_rng, **step_kwargs)
+  return train_step(state, metric_sums, batch, base_rng, teacher_variables, **step_kwargs)
 
 
 def eval_logits(state: TrainState, images: jax.Array, *, model: flax.linen.Module,
@@ -242,13 +259,14 @@ class Parallelism:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
 
-  def compile_step(self, model, config, *, resident_data: bool):
+  def compile_step(self, model, config, *, resident_data: bool, teacher_model=None):
     """The jitted (or pmapped) step. With `resident_data`, it takes the device-resident training
-    split and the epoch's order (`ResidentFeed`) and gathers its own batch; else a host batch."""
-    kwargs = dict(model=model, config=config)
+    split and the epoch's order (`ResidentFeed`) and gathers its own batch; else a host batch.
+    Its last argument is the teacher's variables (None without distillation)."""
+    kwargs = dict(model=model, config=config, teacher_model=teacher_model)
     if self.strategy == "pmap":
       return jax.pmap(functools.partial(train_step, axis_name="data", **kwargs), axis_name="data",
-                      in_axes=(0, 0, 0, None), donate_argnums=(0, 1),
+                      in_axes=(0, 0, 0, None, None), donate_argnums=(0, 1),
                       devices=list(self.mesh.devices.flat))
     if resident_data:
       step = functools.partial(train_step_on_resident_data, batch_sharding=self.data_sharded,
@@ -257,7 +275,8 @@ class Parallelism:
     else:
       step = functools.partial(train_step, **kwargs)
       inputs = (self.data_sharded,)
-    return jax.jit(step, in_shardings=(self.replicated, self.replicated, *inputs, self.replicated),
+    return jax.jit(step, in_shardings=(self.replicated, self.replicated, *inputs, self.replicated,
+                                       self.replicated),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=(0, 1))
 
   def replicate_array(self, x: np.ndarray) -> jax.Array:
@@ -484,8 +503,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     writer.write_text("label_noise",
                       f"realized rate {dataset.noise_report.realized_noise_rate:.4f}")
   feed = make_feed(dataset.train, config, parallelism, start_step)
-  step_fn = parallelism.compile_step(model, config,
-                                     resident_data=isinstance(feed, ResidentFeed))
+  teacher_model, teacher_variables = None, None
+  if config.distill.teacher_workdir:
+    teacher = distillation.load_teacher(config, parallelism.replicate_array)
+    teacher_model, teacher_variables = teacher.model, teacher.variables
+  step_fn = parallelism.compile_step(model, config, resident_data=isinstance(feed, ResidentFeed),
+                                     teacher_model=teacher_model)
   eval_forward = compile_eval_logits(model, config, parallelism)
   state = parallelism.to_device(state)
   metric_sums = parallelism.new_metric_sums()
@@ -495,7 +518,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   train_seconds, interval_start = 0.0, time.perf_counter()
   with interrupts.StopRequest() as stop:
     for step in range(start_step + 1, config.num_steps + 1):
-      state, metric_sums = step_fn(state, metric_sums, *feed(step - 1), step_rng)
+      state, metric_sums = step_fn(state, metric_sums, *feed(step - 1), step_rng,
+                                   teacher_variables)
       at_log = step % config.log_every_steps == 0 or step == config.num_steps
       at_checkpoint = step % config.checkpoint_every_steps == 0 or step == config.num_steps
       at_eval = bool(config.eval_every_steps) and step % config.eval_every_steps == 0

@@ -69,7 +69,7 @@ def compiled_step(config, input_shape):
   feed = train.ResidentFeed(split, config, parallelism)
   inputs = feed(0)
   sums = parallelism.new_metric_sums()
-  state, sums = step(state, sums, *inputs, jax.random.key(1))
+  state, sums = step(state, sums, *inputs, jax.random.key(1), None)
   jax.block_until_ready(sums)
   return step, (state, sums), inputs
 
@@ -96,7 +96,7 @@ def step_table():
         _, step, carry, inputs = compiled[method]
         start = time.perf_counter()
         for _ in range(steps):
-          carry = step(*carry, *inputs, jax.random.key(1))
+          carry = step(*carry, *inputs, jax.random.key(1), None)
         jax.block_until_ready(carry)
         times[method].append((time.perf_counter() - start) / steps)
         compiled[method][2] = carry

@@ -89,7 +89,7 @@ def _run_steps(config, strategy: str, devices, num_steps: int = 3, resident=None
       model, config, resident_data=isinstance(feed, train.ResidentFeed))
   metric_sums = parallelism.new_metric_sums()
   for i in range(num_steps):
-    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(1))
+    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(1), None)
   metrics = {k: v / num_steps for k, v in parallelism.read_metric_sums(metric_sums).items()}
   return jax.device_get(parallelism.from_device(state).params), metrics
 
@@ -152,7 +152,7 @@ def test_train_step_compiles_once(tmp_path):
   feed = train.ResidentFeed(split, config, parallelism)
   metric_sums = parallelism.new_metric_sums()
   for i in range(60):  # Crosses an epoch boundary: a new order array, the same executable.
-    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(0))
+    state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(0), None)
   assert int(state.step) == 60
   assert step._cache_size() == 1  # pylint: disable=protected-access
 

@@ -6,6 +6,7 @@
   python scripts/sweep.py configs/sweeps/strength.py --out runs/tiny --override num_steps=20 --seeds 0,1
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --print     # commands only
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --slurm     # SLURM array
+  python scripts/sweep.py configs/sweeps/noise.py --out runs/noise --match 'rate=0.6'  # a subset
 
 Each run writes to `<out>/<name>` (names from the overrides, `ls_jax.sweeps.workdir_name`) and logs
 to `<out>/logs/<name>.log`. A run with `results.json` is finished and skipped; any other is
@@ -18,6 +19,7 @@ sweep: the failures are listed at the end with their logs, and the exit status i
 import argparse
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL,
                       help=f"runs at a time (default {DEFAULT_PARALLEL})")
   parser.add_argument("--seeds", help="comma-separated seeds replacing the sweep file's")
+  parser.add_argument("--match", metavar="REGEX",
+                      help="only the runs whose workdir name matches (re.search)")
   parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
                       help="config override for every run, e.g. num_steps=20 (repeatable)")
   mode = parser.add_mutually_exclusive_group()
@@ -117,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sweeps.load(args.sweep)
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
     runs = sweeps.runs(sweep, seeds)
-  except ValueError as e:
+    if args.match is not None:
+      runs = [r for r in runs if re.search(args.match, r.name)]
+  except (ValueError, re.error) as e:
     print(f"sweep.py: error: {e}", file=sys.stderr)
     return 2
   extra = _parse_overrides(args.override)

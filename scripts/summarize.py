@@ -18,7 +18,8 @@ from ls_jax import study  # pylint: disable=g-import-not-at-top
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("paths", nargs="+", help="workdirs, or directories holding workdirs")
-  parser.add_argument("--out", help="where summary.csv and summary.md go (default: first path)")
+  parser.add_argument("--out", help="where summary.csv and summary.md go (default: the first "
+                      "directory of workdirs, or the first workdir's parent)")
   args = parser.parse_args(argv)
   workdirs = study.find_workdirs(args.paths)
   if not workdirs:
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
   except ValueError as e:
     print(f"summarize.py: error: {e}", file=sys.stderr)
     return 2
-  out = pathlib.Path(args.out or args.paths[0])
+  first = pathlib.Path(args.paths[0])
+  out = pathlib.Path(args.out) if args.out else (
+      first.parent if (first / "results.json").exists() else first)
   out.mkdir(parents=True, exist_ok=True)
   study.write_csv(rows, out / "summary.csv")
   text = study.markdown(rows)

@@ -163,16 +163,20 @@ def verdict(comparison: statistics.PairedComparison, better: str | None) -> str:
 def _labels(groups: dict[tuple, list]) -> dict[tuple, str]:
   """`data model method` plus every other field that differs between the groups: labels are unique."""
   fields = {k for key in groups for k, _ in key}
-  varying = sorted(f for f in fields
-                   if len({dict(key).get(f) for key in groups}) > 1
-                   and f not in METHOD_FIELDS and f not in ("data.name", "model.name")
-                   and not f.startswith("data.label_noise."))
+  varying = sorted(f for f in fields if len({dict(key).get(f) for key in groups}) > 1)
+  # Named by `data model method` already (the noise too, unless its rate is 0).
+  unnamed = [f for f in varying if f not in METHOD_FIELDS and f not in ("data.name", "model.name")
+             and not f.startswith("data.label_noise.")]
   labels = {}
   for key, members in groups.items():
     config = members[0]["config"]
-    extra = ", ".join(f"{f}={dict(key).get(f)}" for f in varying)
+    extra = ", ".join(f"{f}={dict(key).get(f)}" for f in unnamed)
     labels[key] = (f"{config['data']['name']} {config['model']['name']} {method_name(config)}"
                    + (f" [{extra}]" if extra else ""))
+  repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+  for key, label in labels.items():
+    if label in repeated:  # E.g. two noise kinds at rate 0: name every differing field.
+      labels[key] = f"{label} [{', '.join(f'{f}={dict(key).get(f)}' for f in varying)}]"
   return labels
 
 

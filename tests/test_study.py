@@ -46,6 +46,12 @@ def test_grouping_never_pools_runs_that_differ_in_anything_but_seed_and_bookkeep
   assert len(labels) == 3 and any("num_steps=50" in label for label in labels)
 
 
+def test_labels_are_unique_even_where_the_method_name_hides_a_difference():
+  runs = [fake_run(0, 0.9, data__label_noise__kind=kind) for kind in ("symmetric", "asymmetric")]
+  labels = {r["group"] for r in study.summarize(runs) if r["metric"] == "accuracy"}
+  assert len(labels) == 2 and any("data.label_noise.kind=asymmetric" in label for label in labels)
+
+
 def test_duplicate_seed_in_a_group_is_an_error():
   with pytest.raises(ValueError, match="seed 1 appears twice in one group"):
     study.group_runs([fake_run(1, 0.9), fake_run(1, 0.91)])

@@ -252,7 +252,8 @@ class RiskCoverage(NamedTuple):
   risk: np.ndarray
 
 
-def _confidence_and_errors(confidence: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def _confidence_and_errors(
+    confidence: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
   confidence = np.asarray(confidence, dtype=np.float64)
   correct = np.asarray(correct)
   if confidence.ndim != 1 or confidence.size == 0 or correct.shape != confidence.shape:
@@ -306,8 +307,11 @@ def area_under_risk_coverage(confidence: ArrayLike, correct: ArrayLike) -> float
   """AURC: the mean selective risk over coverages k/n, k = 1..n (Geifman et al. 2019, §2).
 
   `AURC = (1/n) Σ_k risk(k/n)` with `risk_coverage_curve`'s tie convention: a right-endpoint
-  Riemann sum over coverage, not trapezoidal integration from coverage 0. Lower is better; even a
-  perfect ranking of error rate r scores about `r + (1 - r) ln(1 - r)` (large n), not 0.
+  Riemann sum over coverage, not trapezoidal integration from coverage 0. (Xia et al. 2025's
+  notebooks use `trapz` with a risk-0 point prepended at coverage 0 and no tie handling, which
+  is lower by exactly `risk(1) / (2n)`, the error rate over 2n, when there are no ties.)
+  Lower is better; even a perfect ranking of error rate r scores about
+  `r + (1 - r) ln(1 - r)` (large n), not 0.
   """
   return float(risk_coverage_curve(confidence, correct).risk.mean())
 
@@ -334,8 +338,11 @@ def normalized_logits(logits: ArrayLike, p: float) -> np.ndarray:
 
   The logit normalisation of Cattelan & Silva 2024 (the argument of their MaxLogit-pNorm), which
   Xia et al. 2025 (§5) apply post hoc to recover the selective classification that label smoothing
-  degrades. Centring makes it invariant to adding a constant to all logits, the norm to scaling
-  them, so only the shape of the logit vector is left. Argmax (the prediction) is unchanged. A row
+  degrades; the same form as their released code (`norm_logits(logits, p, add_unit="mean")` in
+  ENSTA-U2IS-AI/Label-smoothing-Selective-classification-Code, `torch_uncertainty_ls/utils.py`),
+  whose confidence is the max of the normalised logits (`max_logit_pnorm`). Centring makes it
+  invariant to adding a constant to all logits, the norm to scaling them, so only the shape of
+  the logit vector is left. Argmax (the prediction) is unchanged. A row
   of equal logits has norm 0 and is returned as zeros.
 
   Args:
@@ -353,7 +360,7 @@ def normalized_logits(logits: ArrayLike, p: float) -> np.ndarray:
 
 
 def max_logit_pnorm(logits: ArrayLike, p: float) -> np.ndarray:
-  """Confidence `max_k (z_k - mean(z)) / ||z - mean(z)||_p` (MaxLogit-pNorm, Cattelan & Silva 2024)."""
+  """Confidence `max_k (z_k - mean(z)) / ||z - mean(z)||_p`: MaxLogit-pNorm (Cattelan & Silva)."""
   return normalized_logits(logits, p).max(axis=1)
 
 

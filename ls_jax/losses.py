@@ -7,7 +7,8 @@ as `optax.smooth_labels`, PyTorch `CrossEntropyLoss(label_smoothing=a)` and Kera
 
 Negative label smoothing (Wei et al. 2022, "To Smooth or Not? When Label Smoothing Meets Noisy
 Labels", ICML) is the same formula with `a < 0`; see `smoothed_cross_entropy` for its range and
-what it does to the targets and the loss. This module accepts `a` in `[-1, 1)` (NEGATIVE_SMOOTHING_MIN).
+what it does to the targets and the loss. The losses accept `a` in `[NEGATIVE_SMOOTHING_MIN, 1)`,
+that is `[-1, 1)`.
 
 fairseq uses the "K-1 variant": the true class gets `1 - a` and each other class `a / (K - 1)`.
 That is this convention with `a' = a * K / (K - 1)`: pass `label_smoothing=a * K / (K - 1)`.

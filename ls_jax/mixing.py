@@ -40,8 +40,8 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float = 0
     float32 array of shape `S + (K,)` whose rows sum to 1.
   """
   if not losses.NEGATIVE_SMOOTHING_MIN <= label_smoothing <= 1.0:
-    raise ValueError(
-        f"label_smoothing must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1], got {label_smoothing}.")
+    raise ValueError(f"label_smoothing must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1], got "
+                     f"{label_smoothing}.")
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
   return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
 

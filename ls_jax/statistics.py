@@ -39,7 +39,8 @@ class PairedComparison(NamedTuple):
 def _sample(name: str, values: ArrayLike) -> np.ndarray:
   values = np.asarray(values, dtype=np.float64)
   if values.ndim != 1 or values.size == 0:
-    raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {values.shape}.")
+    raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape "
+                     f"{values.shape}.")
   if not np.isfinite(values).all():
     raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]}.")
   return values

@@ -70,7 +70,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def selective_from_predictions(path: pathlib.Path) -> dict[str, float]:
-  """Test AURC and misclassification AUROC of max-softmax, and of MaxLogit-pNorm (p on validation)."""
+  """Test AURC and misclassification AUROC of max-softmax and of MaxLogit-pNorm (p from val)."""
   with np.load(path) as predictions:
     val_logits, val_labels = predictions["val_logits"], predictions["val_labels"]
     test_logits, test_labels = predictions["test_logits"], predictions["test_labels"]
@@ -83,7 +83,7 @@ def selective_from_predictions(path: pathlib.Path) -> dict[str, float]:
 
 
 def load_run(workdir: pathlib.Path) -> dict[str, Any] | None:
-  """results.json of `workdir` (None if unfinished), with `selective` from predictions.npz if any."""
+  """results.json of `workdir` (None if unfinished), plus `selective` from predictions.npz."""
   path = workdir / "results.json"
   if not path.exists():
     return None
@@ -161,7 +161,7 @@ def verdict(comparison: statistics.PairedComparison, better: str | None) -> str:
 
 
 def _labels(groups: dict[tuple, list]) -> dict[tuple, str]:
-  """`data model method` plus every other field that differs between the groups: labels are unique."""
+  """`data model method` plus every other field that differs between groups: unique labels."""
   fields = {k for key in groups for k, _ in key}
   varying = sorted(f for f in fields if len({dict(key).get(f) for key in groups}) > 1)
   # Named by `data model method` already (the noise too, unless its rate is 0).

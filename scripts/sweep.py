@@ -3,7 +3,8 @@
 
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength
   python scripts/sweep.py configs/sweeps/methods.py:select --out runs/methods_select
-  python scripts/sweep.py configs/sweeps/strength.py --out runs/tiny --override num_steps=20 --seeds 0,1
+  python scripts/sweep.py configs/sweeps/strength.py --out runs/tiny --override num_steps=20 \
+      --seeds 0,1                                                                 # a smoke test
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --print     # commands only
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --slurm     # SLURM array
   python scripts/sweep.py configs/sweeps/noise.py --out runs/noise --match 'rate=0.6'  # a subset
@@ -101,7 +102,8 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("sweep", help="sweep file with its argument, e.g. configs/sweeps/methods.py:select")
+  parser.add_argument("sweep",
+                      help="sweep file with its argument, e.g. configs/sweeps/methods.py:select")
   parser.add_argument("--out", required=True, help="directory of the runs' workdirs")
   parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL,
                       help=f"runs at a time (default {DEFAULT_PARALLEL})")

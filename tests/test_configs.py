@@ -88,5 +88,6 @@ def test_label_smoothing_range_allows_negative_smoothing(value, ok):
   if ok:
     config_checks.validate(config, reference=default.get_config(), device_count=1)
   else:
-    with pytest.raises(errors.UserError, match=rf"loss.label_smoothing={value}: must be in \[-1, 1\)"):
+    message = rf"loss.label_smoothing={value}: must be in \[-1, 1\)"
+    with pytest.raises(errors.UserError, match=message):
       config_checks.validate(config, reference=default.get_config(), device_count=1)

@@ -10,7 +10,7 @@ from ls_jax import calibration
 
 
 def brute_force_curve(confidence, correct):
-  """Risk at each k, averaged over every order that sorts `confidence` descending (ties permuted)."""
+  """Risk at each k, averaged over every order sorting `confidence` descending (ties permuted)."""
   n = len(confidence)
   orders = [o for o in itertools.permutations(range(n))
             if all(confidence[o[i]] >= confidence[o[i + 1]] for i in range(n - 1))]
@@ -60,6 +60,16 @@ def test_curve_matches_brute_force_over_tie_orders(seed):
       calibration.risk_coverage_curve(confidence[perm], correct[perm]).risk, curve.risk)
 
 
+def test_aurc_against_the_trapezoid_convention():
+  # Xia et al.'s notebooks: trapz over (0, 0), (k/n, risk_k); that is AURC - risk(1) / (2n).
+  rng = np.random.default_rng(3)
+  confidence, correct = rng.random(50), rng.random(50) < 0.7
+  curve = calibration.risk_coverage_curve(confidence, correct)
+  trapezoid = np.trapezoid(np.r_[0, curve.risk], np.r_[0, curve.coverage])
+  np.testing.assert_allclose(calibration.area_under_risk_coverage(confidence, correct),
+                             trapezoid + np.mean(~correct) / (2 * 50), rtol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_auroc_matches_sklearn(seed):
   rng = np.random.default_rng(seed)
@@ -105,7 +115,8 @@ def test_normalized_logits_formula_and_invariances():
     # Invariant to shifting and to positive scaling of each row; argmax unchanged.
     np.testing.assert_allclose(calibration.max_logit_pnorm(3 * logits + 7, p),
                                calibration.max_logit_pnorm(logits, p))
-  np.testing.assert_array_equal(calibration.normalized_logits(logits, 2).argmax(1), logits.argmax(1))
+  np.testing.assert_array_equal(calibration.normalized_logits(logits, 2).argmax(1),
+                                logits.argmax(1))
   np.testing.assert_array_equal(calibration.normalized_logits(np.ones((1, 4)), 2), 0)
 
 

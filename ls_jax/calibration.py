@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
+from scipy import stats
 
 # Temperature search interval: wide enough for the T ≈ 0.9 of a label-smoothed model (Mukhoti 2020)
 # and the T ≈ 2 of an overconfident one (Guo 2017); a fitted T at either end flags a degenerate fit.
@@ -255,3 +256,161 @@ def calibration_metrics(
       "brier": brier_score(probs, labels),
       "mean_confidence": mean_confidence(probs),
   }
+
+
+# Selective classification: rank predictions by a confidence score and abstain on the least
+# confident. References:
+#   Geifman & El-Yaniv 2017, "Selective Classification for Deep Neural Networks" (risk-coverage).
+#   Geifman, Uziel & El-Yaniv 2019, "Bias-Reduced Uncertainty Estimation for Deep Neural
+#     Classifiers", ICLR (AURC as the mean selective risk over coverages k/n, k = 1..n).
+#   Hendrycks & Gimpel 2017, "A Baseline for Detecting Misclassified and Out-of-Distribution
+#     Examples" (AUROC of max-softmax for correct versus wrong).
+#   Cattelan & Silva 2024, "How to Fix a Broken Confidence Estimator: Evaluating Post-hoc Methods
+#     for Selective Classification with Deep Neural Networks", UAI (MaxLogit-pNorm), the
+#     normalisation Xia et al. 2025, "Towards Understanding Why Label Smoothing Degrades Selective
+#     Classification and How to Fix It", ICLR, §5, apply to label-smoothed models.
+
+
+class RiskCoverage(NamedTuple):
+  """The risk-coverage curve at coverages k/n, k = 1..n.
+
+  Attributes:
+    coverage: (n,) `k/n`: the fraction of examples accepted, most confident first.
+    risk: (n,) selective risk at that coverage: the (expected, see `risk_coverage_curve`) fraction
+      of errors among the k accepted examples.
+  """
+  coverage: np.ndarray
+  risk: np.ndarray
+
+
+def _confidence_and_errors(
+    confidence: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+  confidence = np.asarray(confidence, dtype=np.float64)
+  correct = np.asarray(correct)
+  if confidence.ndim != 1 or confidence.size == 0 or correct.shape != confidence.shape:
+    raise ValueError(
+        f"Expected confidence and correct of the same shape (n,) with n > 0, got "
+        f"{confidence.shape} and {correct.shape}.")
+  if correct.dtype != np.bool_:
+    raise ValueError(f"correct must be a boolean array, got dtype {correct.dtype}.")
+  if np.isnan(confidence).any():
+    raise ValueError(f"confidence has NaN at index {int(np.argmax(np.isnan(confidence)))}.")
+  return confidence, ~correct
+
+
+def risk_coverage_curve(confidence: ArrayLike, correct: ArrayLike) -> RiskCoverage:
+  """Selective risk at every coverage k/n, accepting the k most confident predictions.
+
+  Sort by confidence, descending; the risk at coverage k/n is (errors among the first k) / k
+  (Geifman & El-Yaniv 2017). Ties: examples with equal confidence form one block that a threshold
+  can only accept or reject whole, so no order inside it is better founded than another. Inside a
+  block the curve takes the expectation over all orders of the block: with j examples accepted
+  before a block of m holding e errors, the k-th point (j < k <= j + m) counts
+  `errors_before + (k - j) * e / m` errors. At the end of every block the point is exact, and the
+  result does not depend on the input order.
+
+  Args:
+    confidence: (n,) any score where higher means "more likely correct" (max-softmax,
+      `max_logit_pnorm`, ...).
+    correct: (n,) boolean, whether each prediction is right.
+
+  Returns:
+    `RiskCoverage` with coverage `k/n` and risk for k = 1..n.
+  """
+  confidence, errors = _confidence_and_errors(confidence, correct)
+  n = len(confidence)
+  order = np.argsort(-confidence, kind="stable")
+  sorted_confidence, sorted_errors = confidence[order], errors[order].astype(np.float64)
+  # Tie blocks: start index of the block of each position, and the block sizes and error counts.
+  new_block = np.concatenate([[True], sorted_confidence[1:] != sorted_confidence[:-1]])
+  block_of = np.cumsum(new_block) - 1
+  starts = np.flatnonzero(new_block)
+  sizes = np.diff(np.append(starts, n))
+  block_errors = np.add.reduceat(sorted_errors, starts)
+  errors_before = np.concatenate([[0.0], np.cumsum(block_errors)[:-1]])
+  k = np.arange(1, n + 1)
+  inside = k - starts[block_of]  # 1..m within each block.
+  expected_errors = errors_before[block_of] + inside * block_errors[block_of] / sizes[block_of]
+  return RiskCoverage(k / n, expected_errors / k)
+
+
+def area_under_risk_coverage(confidence: ArrayLike, correct: ArrayLike) -> float:
+  """AURC: the mean selective risk over coverages k/n, k = 1..n (Geifman et al. 2019, §2).
+
+  `AURC = (1/n) Σ_k risk(k/n)` with `risk_coverage_curve`'s tie convention: a right-endpoint
+  Riemann sum over coverage, not trapezoidal integration from coverage 0. (Xia et al. 2025's
+  notebooks use `trapz` with a risk-0 point prepended at coverage 0 and no tie handling, which
+  is lower by exactly `risk(1) / (2n)`, the error rate over 2n, when there are no ties.)
+  Lower is better; even a perfect ranking of error rate r scores about
+  `r + (1 - r) ln(1 - r)` (large n), not 0.
+  """
+  return float(risk_coverage_curve(confidence, correct).risk.mean())
+
+
+def misclassification_auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
+  """AUROC of `confidence` separating correct (positive) from wrong predictions.
+
+  The Mann-Whitney form: the probability that a random correct prediction is more confident than a
+  random wrong one, ties counted 1/2 (Hendrycks & Gimpel 2017). From average ranks:
+  `(Σ ranks of correct - n₊(n₊+1)/2) / (n₊ n₋)`. NaN when every prediction is right, or every one
+  is wrong: there is nothing to separate.
+  """
+  confidence, errors = _confidence_and_errors(confidence, correct)
+  num_correct, num_wrong = int((~errors).sum()), int(errors.sum())
+  if num_correct == 0 or num_wrong == 0:
+    return float("nan")
+  ranks = stats.rankdata(confidence)  # Average ranks: ties count 1/2.
+  rank_sum = ranks[~errors].sum()
+  return float((rank_sum - num_correct * (num_correct + 1) / 2) / (num_correct * num_wrong))
+
+
+def normalized_logits(logits: ArrayLike, p: float) -> np.ndarray:
+  """Centred logits divided by their p-norm: `(z - mean(z)) / ||z - mean(z)||_p`, per row.
+
+  The logit normalisation of Cattelan & Silva 2024 (the argument of their MaxLogit-pNorm), which
+  Xia et al. 2025 (§5) apply post hoc to recover the selective classification that label smoothing
+  degrades; the same form as their released code (`norm_logits(logits, p, add_unit="mean")` in
+  ENSTA-U2IS-AI/Label-smoothing-Selective-classification-Code, `torch_uncertainty_ls/utils.py`),
+  whose confidence is the max of the normalised logits (`max_logit_pnorm`). Centring makes it
+  invariant to adding a constant to all logits, the norm to scaling them, so only the shape of
+  the logit vector is left. Argmax (the prediction) is unchanged. A row
+  of equal logits has norm 0 and is returned as zeros.
+
+  Args:
+    logits: (n, K) logits.
+    p: the norm's order, `p >= 1` (`np.inf` allowed).
+  """
+  if not p >= 1:
+    raise ValueError(f"p must be >= 1, got {p}.")
+  logits = np.asarray(logits, dtype=np.float64)
+  if logits.ndim != 2 or logits.shape[0] == 0:
+    raise ValueError(f"Expected logits of shape (n, K) with n > 0, got {logits.shape}.")
+  centred = logits - logits.mean(axis=1, keepdims=True)
+  norm = np.linalg.norm(centred, ord=p, axis=1, keepdims=True)
+  return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 0)
+
+
+def max_logit_pnorm(logits: ArrayLike, p: float) -> np.ndarray:
+  """Confidence `max_k (z_k - mean(z)) / ||z - mean(z)||_p`: MaxLogit-pNorm (Cattelan & Silva)."""
+  return normalized_logits(logits, p).max(axis=1)
+
+
+def fit_logit_norm_p(
+    logits: ArrayLike, labels: ArrayLike, p_grid: tuple[float, ...] = tuple(range(1, 10))) -> float:
+  """The p of `max_logit_pnorm` with the lowest AURC on held-out (validation) data.
+
+  A grid search, as Cattelan & Silva's reference code (they search p = 0..9 and fall back to
+  max-softmax when no p beats it; here p = 0, a count and not a norm, is left out, and so is the
+  fallback: compare with max-softmax yourself). Fit on validation, never on test. Ties go to the
+  smaller p.
+  """
+  logits = np.asarray(logits, dtype=np.float64)
+  correct = logits.argmax(axis=1) == np.asarray(labels)
+  scores = [area_under_risk_coverage(max_logit_pnorm(logits, p), correct) for p in p_grid]
+  return float(p_grid[int(np.argmin(scores))])
+
+
+def selective_metrics(confidence: ArrayLike, correct: ArrayLike) -> dict[str, float]:
+  """`aurc` and `auroc` (misclassification AUROC) of one confidence score."""
+  return {"aurc": area_under_risk_coverage(confidence, correct),
+          "auroc": misclassification_auroc(confidence, correct)}

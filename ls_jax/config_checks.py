@@ -3,6 +3,7 @@ from typing import Any
 
 import ml_collections
 
+from ls_jax import losses
 from ls_jax.errors import UserError
 
 _CHOICES = {
@@ -55,7 +56,9 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
     if not ok:
       raise UserError(f"config.{name}={fields[name]!r}: {requirement}")
 
-  check("loss.label_smoothing", 0 <= fields["loss.label_smoothing"] < 1, "must be in [0, 1)")
+  check("loss.label_smoothing",
+        losses.NEGATIVE_SMOOTHING_MIN <= fields["loss.label_smoothing"] < 1,
+        f"must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1) (negative: Wei et al. 2022)")
   check("loss.confidence_penalty", fields["loss.confidence_penalty"] >= 0, "must be >= 0")
   check("mixup.alpha", fields["mixup.alpha"] >= 0, "must be >= 0")
   check("cutmix.alpha", fields["cutmix.alpha"] >= 0, "must be >= 0")

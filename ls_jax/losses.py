@@ -5,6 +5,11 @@ Convention: label smoothing with strength `a` over `K` classes trains against
 the true one included (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7; the same
 as `optax.smooth_labels`, PyTorch `CrossEntropyLoss(label_smoothing=a)` and Keras).
 
+Negative label smoothing (Wei et al. 2022, "To Smooth or Not? When Label Smoothing Meets Noisy
+Labels", ICML) is the same formula with `a < 0`; see `smoothed_cross_entropy` for its range and
+what it does to the targets and the loss. The losses accept `a` in `[NEGATIVE_SMOOTHING_MIN, 1)`,
+that is `[-1, 1)`.
+
 fairseq uses the "K-1 variant": the true class gets `1 - a` and each other class `a / (K - 1)`.
 That is this convention with `a' = a * K / (K - 1)`: pass `label_smoothing=a * K / (K - 1)`.
 
@@ -26,6 +31,11 @@ import numpy as np
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
+
+# The most negative label smoothing accepted: targets q'_y = 2 - 1/K, q'_k = -1/K (see
+# `smoothed_cross_entropy`). Wei et al. 2022 use a in (-inf, 1) in theory; below -1 we have no
+# evidence it trains at all.
+NEGATIVE_SMOOTHING_MIN = -1.0
 
 
 def check_labels(labels: ArrayLike, num_classes: int) -> None:
@@ -80,13 +90,28 @@ def smoothed_cross_entropy(
   `optax.softmax_cross_entropy_with_integer_labels`. A traced `label_smoothing` (a schedule) is
   fine; the loss is differentiable in it too (`dL/da = z_y - mean(z)`).
 
+  Negative smoothing, `-1 <= a < 0` (Wei et al. 2022, ICML, "To Smooth or Not? When Label
+  Smoothing Meets Noisy Labels"): the same closed form and gradient. The targets still sum to 1,
+  but `q'_y = 1 - a + a/K > 1` and every other class gets `q'_k = a/K < 0`: the loss rewards
+  pushing the other classes' probabilities down, beyond what CE asks. It is then NOT bounded below
+  in the logits: along `z = t * onehot(y)`, `L = log(e^t + K - 1) - (1 - a + a/K) t`, which goes to
+  `-inf` like `-|a| (K-1)/K * t` as `t -> inf`, and the gradient `softmax(z) - q'` is never 0 (q'
+  is not a distribution), so training keeps growing the label's margin at a rate set by `|a|`
+  (for `0 <= a < 1` the minimum is finite, at `softmax(z) = q'`). Wei et al. report that this helps
+  at high label-noise rates with finite training; bound the run (steps, weight decay) and watch the
+  logit norms. We accept `a >= -1`: there the label's weight is at most `2 - 1/K`, and a
+  confidently right example gains (slope `|a|(K-1)/K <= (K-1)/K`) less than a confidently wrong
+  one loses (along `z = t * onehot(k)`, `k != y`, the loss rises like `(1 + |a|/K) t`) for every
+  K. Past `a = -K/(K-2)` the gain wins; below -1 is untested ground either way.
+
   Labels outside `[0, K)` give a NaN loss (and NaN gradient) rather than a plausible number; use
   `check_labels` on the host to find them.
 
   Args:
     logits: floating `[..., K]` unnormalized log-probabilities (bfloat16/float16 are upcast).
     labels: integer `[...]` class indices, shape `logits.shape[:-1]`.
-    label_smoothing: scalar `a` in `[0, 1)`, Python number or (traced) array.
+    label_smoothing: scalar `a` in `[-1, 1)` (negative: Wei et al. 2022, see above), Python
+      number or (traced) array; a traced value is not range-checked.
     where: optional boolean `[...]`; where False the loss and its gradient are 0, even if those
       logits are NaN or infinite.
 
@@ -94,12 +119,13 @@ def smoothed_cross_entropy(
     float32 `[...]` per-example losses (float64 for float64 logits).
 
   Raises:
-    ValueError: on bad shapes or dtypes, or a concrete `label_smoothing` outside `[0, 1)`.
+    ValueError: on bad shapes or dtypes, or a concrete `label_smoothing` outside `[-1, 1)`.
   """
   logits, labels, where = _checked_integer_label_inputs(
       "smoothed_cross_entropy", logits, labels, where)
   label_smoothing = _checked_scalar(
-      "smoothed_cross_entropy", "label_smoothing", label_smoothing, below_one=True)
+      "smoothed_cross_entropy", "label_smoothing", label_smoothing, low=NEGATIVE_SMOOTHING_MIN,
+      high=1.0)
   if isinstance(label_smoothing, numbers.Real) and label_smoothing == 0:
     # None selects the plain cross-entropy branch, bit-identical to unsmoothed CE.
     label_smoothing = None
@@ -204,7 +230,7 @@ def confidence_penalty(
     logits: floating `[..., K]` unnormalized log-probabilities (bfloat16/float16 are upcast).
     labels: integer `[...]` class indices, shape `logits.shape[:-1]`.
     beta: scalar penalty strength `>= 0`, Python number or (traced) array.
-    label_smoothing: scalar `a` in `[0, 1)`; see `smoothed_cross_entropy`.
+    label_smoothing: scalar `a` in `[-1, 1)`; see `smoothed_cross_entropy`.
     where: optional boolean `[...]`; where False the loss and its gradient are 0, even if those
       logits are NaN or infinite.
 
@@ -213,10 +239,10 @@ def confidence_penalty(
 
   Raises:
     ValueError: on bad shapes or dtypes, a concrete `beta < 0`, or a concrete `label_smoothing`
-      outside `[0, 1)`.
+      outside `[-1, 1)`.
   """
   logits, labels, where = _checked_integer_label_inputs("confidence_penalty", logits, labels, where)
-  beta = _checked_scalar("confidence_penalty", "beta", beta, below_one=False)
+  beta = _checked_scalar("confidence_penalty", "beta", beta, low=0.0)
   cross_entropy = smoothed_cross_entropy(logits, labels, label_smoothing, where=where)
   if where is None:
     return cross_entropy - beta * entropy(logits)
@@ -346,14 +372,16 @@ def _checked_integer_label_inputs(
   return logits, labels, _checked_where(function, where, logits.shape[:-1])
 
 
-def _checked_scalar(function: str, name: str, value: ArrayLike, below_one: bool) -> ArrayLike:
-  """Checks `value` is a scalar and, when it is a Python or NumPy number, `>= 0` (and `< 1`)."""
+def _checked_scalar(
+    function: str, name: str, value: ArrayLike, low: float, high: float | None = None,
+) -> ArrayLike:
+  """Checks `value` is a scalar and, when it is a Python or NumPy number, in `[low, high)`."""
   if np.ndim(value) != 0:
     raise ValueError(f"{function}: {name} must be a scalar, got shape {np.shape(value)}.")
   if isinstance(value, (numbers.Real, np.ndarray, np.generic)):
-    # Written as `not (0 <= value)` so that NaN is rejected too.
-    if not 0 <= value or (below_one and not value < 1):
-      allowed = "in [0, 1)" if below_one else ">= 0"
+    # Written as `not (low <= value)` so that NaN is rejected too.
+    if not low <= value or (high is not None and not value < high):
+      allowed = f">= {low:g}" if high is None else f"in [{low:g}, {high:g})"
       raise ValueError(f"{function}: {name} must be {allowed}, got {value}.")
   elif not jnp.issubdtype(jnp.result_type(value), jnp.floating):
     raise ValueError(

@@ -24,6 +24,8 @@ cross entropy (`losses.soft_cross_entropy`); feeding them to a loss that smooths
 import jax
 import jax.numpy as jnp
 
+from ls_jax import losses
+
 
 def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float = 0.0) -> jax.Array:
   """Label-smoothed one-hot targets `q'(k) = (1-a)·δ(k,y) + a/K` (Szegedy et al. 2016, §7).
@@ -31,13 +33,15 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float = 0
   Args:
     labels: integer class indices, any shape `S`.
     num_classes: K.
-    label_smoothing: a in [0, 1]; 0 gives the plain one-hot.
+    label_smoothing: a in [-1, 1]; 0 gives the plain one-hot. Negative a (Wei et al. 2022, see
+      `losses.smoothed_cross_entropy`) gives off-class targets `a/K < 0` and a label target above 1.
 
   Returns:
     float32 array of shape `S + (K,)` whose rows sum to 1.
   """
-  if not 0.0 <= label_smoothing <= 1.0:
-    raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}.")
+  if not losses.NEGATIVE_SMOOTHING_MIN <= label_smoothing <= 1.0:
+    raise ValueError(f"label_smoothing must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1], got "
+                     f"{label_smoothing}.")
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
   return (1.0 - label_smoothing) * one_hot + label_smoothing / num_classes
 

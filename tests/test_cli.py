@@ -26,7 +26,7 @@ def assert_one_line_error(done, pattern: str = ""):
     (["--config=configs/common.py"], "does not define get_config()"),
     ([*QUICK, "--config.loss.smoothing=0.1"], "unknown config field 'loss.smoothing'"),
     ([*QUICK, "--config.loss.label_smoothing=abc"], "could not convert string to float: 'abc'"),
-    ([*QUICK, "--config.loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [0, 1)"),
+    ([*QUICK, "--config.loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [-1, 1)"),
     ([*QUICK, "--config.batch_size=0"], "batch_size=0: must be a positive integer"),
     ([*QUICK, "--config.data.name=mnist", "--config.data.data_dir=/nonexistent/tfds"],
      "dataset 'mnist' is not prepared in data_dir /nonexistent/tfds"),

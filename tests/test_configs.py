@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import default
-from ls_jax import config_checks, train
+from ls_jax import config_checks, errors, train
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(p.stem for p in CONFIG_DIR.glob("*.py")
@@ -78,3 +78,16 @@ def test_config_trains_two_steps(name, arg, overrides, tmp_path, monkeypatch):
 def test_bad_config_arguments_are_rejected(name, arg, message):
   with pytest.raises(ValueError, match=message):
     importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+@pytest.mark.parametrize("value, ok", [(-1.0, True), (-0.3, True), (0.9, True), (-1.01, False),
+                                       (1.0, False)])
+def test_label_smoothing_range_allows_negative_smoothing(value, ok):
+  config = default.get_config()
+  config.loss.label_smoothing = value
+  if ok:
+    config_checks.validate(config, reference=default.get_config(), device_count=1)
+  else:
+    message = rf"loss.label_smoothing={value}: must be in \[-1, 1\)"
+    with pytest.raises(errors.UserError, match=message):
+      config_checks.validate(config, reference=default.get_config(), device_count=1)

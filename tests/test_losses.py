@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from ls_jax import losses
+from ls_jax import losses, mixing
 
 BATCH_SHAPES = [(), (3,), (2, 5)]
 NUM_CLASSES = [2, 3, 10, 1000, 32000]
@@ -496,11 +496,11 @@ def test_integer_label_path_materializes_no_one_hot():
     (lambda: losses.smoothed_cross_entropy(np.zeros(()), np.zeros((), np.int32)),
      r"got shape \(\)"),
     (lambda: losses.smoothed_cross_entropy(np.zeros((4, 3)), np.zeros(4, np.int32), 1.0),
-     r"label_smoothing must be in \[0, 1\), got 1.0"),
-    (lambda: losses.smoothed_cross_entropy(np.zeros((4, 3)), np.zeros(4, np.int32), -0.1),
-     r"label_smoothing must be in \[0, 1\), got -0.1"),
+     r"label_smoothing must be in \[-1, 1\), got 1.0"),
+    (lambda: losses.smoothed_cross_entropy(np.zeros((4, 3)), np.zeros(4, np.int32), -1.5),
+     r"label_smoothing must be in \[-1, 1\), got -1.5"),
     (lambda: losses.smoothed_cross_entropy(np.zeros((4, 3)), np.zeros(4, np.int32), float("nan")),
-     r"label_smoothing must be in \[0, 1\), got nan"),
+     r"label_smoothing must be in \[-1, 1\), got nan"),
     (lambda: losses.smoothed_cross_entropy(np.zeros((4, 3)), np.zeros(4, np.int32), [0.1, 0.2]),
      r"label_smoothing must be a scalar, got shape \(2,\)"),
     (lambda: losses.smoothed_cross_entropy(
@@ -539,3 +539,53 @@ def test_check_labels():
     losses.check_labels(np.array([0.0, 1.0]), 10)
   with pytest.raises(ValueError, match="num_classes must be positive, got 0"):
     losses.check_labels(np.array([0]), 0)
+
+
+# --- Negative label smoothing (Wei et al. 2022). ---
+
+NEGATIVE_SMOOTHINGS = [-0.05, -0.2, -0.5, -1.0]
+
+
+@pytest.mark.parametrize("num_classes", [2, 10, 1000])
+@pytest.mark.parametrize("label_smoothing", NEGATIVE_SMOOTHINGS)
+def test_negative_smoothing_matches_float64_reference(num_classes, label_smoothing):
+  logits, labels = random_inputs(11, (2, 5), num_classes)
+  targets = np_smoothed_targets(labels, num_classes, label_smoothing)
+  # The targets of a < 0: a label weight above 1, negative off-class weights, still summing to 1.
+  assert (targets.max(-1) == 1 - label_smoothing + label_smoothing / num_classes).all()
+  assert (targets.min(-1) == label_smoothing / num_classes).all() and (targets.min(-1) < 0).all()
+  np.testing.assert_allclose(targets.sum(-1), 1)
+  loss = losses.smoothed_cross_entropy(logits, labels, label_smoothing)
+  assert_loss_close(loss, np_soft_cross_entropy(logits.astype(np.float64), targets), logits)
+  # Gradient softmax(z) - q', from reverse mode and from forward mode (the custom JVP).
+  cotangent = np.random.default_rng(1).standard_normal((2, 5)).astype(np.float32)
+  _, vjp = jax.vjp(lambda z: losses.smoothed_cross_entropy(z, labels, label_smoothing), logits)
+  expected = np_softmax(logits) - targets
+  np.testing.assert_allclose(vjp(cotangent)[0], cotangent[..., None] * expected,
+                             rtol=1e-5, atol=1e-6)
+  tangent = np.random.default_rng(2).standard_normal(logits.shape).astype(np.float32)
+  _, loss_dot = jax.jvp(
+      lambda z: losses.smoothed_cross_entropy(z, labels, label_smoothing), (logits,), (tangent,))
+  np.testing.assert_allclose(loss_dot, (expected * tangent).sum(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_negative_smoothing_equals_soft_cross_entropy_on_its_targets():
+  logits, labels = random_inputs(12, (16,), 10)
+  targets = mixing.soft_targets(labels, 10, -0.4)
+  np.testing.assert_allclose(losses.smoothed_cross_entropy(logits, labels, -0.4),
+                             losses.soft_cross_entropy(logits, targets), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_classes", [2, 10])
+def test_negative_smoothing_is_unbounded_below_with_the_documented_slopes(num_classes):
+  # Along z = t * onehot(y) the loss falls like -|a| (K-1)/K t; along z = t * onehot(k != y) it
+  # rises like (1 + |a|/K) t: at a >= -1 the confident mistake always costs more.
+  with jax.enable_x64(True):
+    a = -0.5
+    ts = np.array([100.0, 200.0])
+    right = losses.smoothed_cross_entropy(ts[:, None] * np.eye(num_classes)[0], np.zeros(2, int), a)
+    wrong = losses.smoothed_cross_entropy(ts[:, None] * np.eye(num_classes)[1], np.zeros(2, int), a)
+    np.testing.assert_allclose(np.diff(right) / 100, a * (num_classes - 1) / num_classes, rtol=1e-9)
+    np.testing.assert_allclose(np.diff(wrong) / 100, 1 - a / num_classes, rtol=1e-9)
+    # While for a >= 0 the loss is bounded below by the entropy of the targets (tested above).
+    assert losses.smoothed_cross_entropy(1e4 * np.eye(num_classes)[:1], np.zeros(1, int), a) < -1e3

@@ -38,9 +38,16 @@ def test_soft_targets_formula():
   assert got.dtype == jnp.float32
 
 
-def test_soft_targets_rejects_bad_smoothing():
-  with pytest.raises(ValueError, match="label_smoothing"):
-    mixing.soft_targets(jnp.array([0]), 3, 1.5)
+def test_soft_targets_negative_smoothing():
+  # Wei et al. 2022: a = -0.3 over K = 3 gives 1.3 - 0.1 = 1.2 on the label and -0.1 elsewhere.
+  got = mixing.soft_targets(jnp.array([1]), 3, -0.3)
+  np.testing.assert_allclose(got, [[-0.1, 1.2, -0.1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [1.5, -1.5])
+def test_soft_targets_rejects_bad_smoothing(bad):
+  with pytest.raises(ValueError, match=rf"label_smoothing must be in \[-1, 1\], got {bad}"):
+    mixing.soft_targets(jnp.array([0]), 3, bad)
 
 
 def test_mixup_inputs_and_targets_share_lam_and_partner():

@@ -1,0 +1,145 @@
+"""ls_jax.study and scripts/summarize.py on synthetic results: grouping, pairing, verdicts."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import default
+from ls_jax import statistics, study
+
+
+def fake_run(seed, accuracy, **fields):
+  """A results.json-like dict: the default config with dotted `fields` set."""
+  config = default.get_config().to_dict()
+  config["seed"] = seed
+  for dotted, value in fields.items():
+    *parents, leaf = dotted.split("__")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return {"config": config, "accuracy": accuracy, "nll": 1 - accuracy,
+          "workdir": f"runs/{seed}_{sorted(fields.items())}"}
+
+
+def rows_for(rows, group_part, metric="accuracy"):
+  return [r for r in rows if group_part in r["group"] and r["metric"] == metric]
+
+
+def test_grouping_never_pools_runs_that_differ_in_anything_but_seed_and_bookkeeping():
+  runs = [fake_run(s, 0.9) for s in range(3)]
+  runs += [fake_run(s, 0.8, num_steps=50) for s in range(3)]           # Another recipe.
+  runs += [fake_run(s, 0.9, optimizer__learning_rate=0.1) for s in range(2)]
+  runs += [fake_run(3, 0.9, log_every_steps=7, eval_batch_size=10)]     # Bookkeeping only.
+  groups = study.group_runs(runs)
+  assert sorted(len(g) for g in groups.values()) == [2, 3, 4]
+  for members in groups.values():
+    keys = {study.experiment_key(r["config"]) for r in members}
+    assert len(keys) == 1
+  # The labels tell the groups apart by the fields that differ.
+  rows = study.summarize(runs)
+  labels = {r["group"] for r in rows}
+  assert len(labels) == 3 and any("num_steps=50" in label for label in labels)
+
+
+def test_labels_are_unique_even_where_the_method_name_hides_a_difference():
+  runs = [fake_run(0, 0.9, data__label_noise__kind=kind) for kind in ("symmetric", "asymmetric")]
+  labels = {r["group"] for r in study.summarize(runs) if r["metric"] == "accuracy"}
+  assert len(labels) == 2 and any("data.label_noise.kind=asymmetric" in label for label in labels)
+
+
+def test_duplicate_seed_in_a_group_is_an_error():
+  with pytest.raises(ValueError, match="seed 1 appears twice in one group"):
+    study.group_runs([fake_run(1, 0.9), fake_run(1, 0.91)])
+
+
+def test_paired_comparison_with_ce_matches_scipy():
+  rng = np.random.default_rng(0)
+  ce = rng.normal(0.92, 0.01, size=10)
+  ls = ce + rng.normal(0.01, 0.005, size=10)
+  runs = [fake_run(s, float(ce[s])) for s in range(10)]
+  runs += [fake_run(s, float(ls[s]), loss__label_smoothing=0.1) for s in range(10)]
+  rows = study.summarize(runs)
+  (row,) = rows_for(rows, "LS 0.1")
+  assert row["baseline"].endswith("CE") and row["n_paired"] == 10
+  np.testing.assert_allclose(row["diff"], np.mean(ls - ce), rtol=1e-12)
+  np.testing.assert_allclose(row["p_value"], stats.ttest_rel(ls, ce).pvalue, rtol=1e-10)
+  expected_ci = stats.t.interval(0.95, 9, loc=np.mean(ls - ce), scale=stats.sem(ls - ce))
+  np.testing.assert_allclose([row["diff_ci_low"], row["diff_ci_high"]], expected_ci, rtol=1e-10)
+  assert row["verdict"] == "improves"  # CI well above 0 for accuracy.
+  (nll,) = rows_for(rows, "LS 0.1", "nll")
+  assert nll["verdict"] == "improves"  # NLL = 1 - accuracy went down: lower is better.
+  (ce_row,) = rows_for(rows, "cnn1d CE")
+  assert ce_row["verdict"] == "" and ce_row["baseline"] == ""
+  np.testing.assert_allclose([ce_row["ci_low"], ce_row["ci_high"]],
+                             stats.t.interval(0.95, 9, loc=ce.mean(), scale=stats.sem(ce)))
+
+
+def test_missing_seed_pairs_only_common_seeds_and_says_so():
+  ce = {0: 0.90, 1: 0.91, 2: 0.92, 3: 0.93, 5: 0.95}
+  ls = {0: 0.91, 1: 0.93, 2: 0.92, 3: 0.95, 4: 0.99}
+  runs = [fake_run(s, a) for s, a in ce.items()]
+  runs += [fake_run(s, a, loss__label_smoothing=0.1) for s, a in ls.items()]
+  rows = study.summarize(runs)
+  (row,) = rows_for(rows, "LS 0.1")
+  assert row["n"] == 5 and row["n_paired"] == 4 and row["unpaired_seeds"] == "4 5"
+  expected = statistics.paired_comparison([ls[s] for s in range(4)], [ce[s] for s in range(4)])
+  np.testing.assert_allclose(row["p_value"], expected.p_value)
+  assert "paired on 4 seeds; unpaired: 4 5" in study.markdown(rows)
+
+
+def test_baseline_is_ce_with_the_same_noise():
+  runs = [fake_run(s, 0.6 + 0.01 * s, data__label_noise__rate=0.4) for s in range(3)]
+  runs += [fake_run(s, 0.9 + 0.01 * s) for s in range(3)]
+  runs += [fake_run(s, 0.62 + 0.011 * s, data__label_noise__rate=0.4, loss__label_smoothing=-0.2)
+           for s in range(3)]
+  (row,) = rows_for(study.summarize(runs), "LS -0.2")
+  assert row["baseline"].startswith("mnist1d cnn1d 40% symmetric noise: CE")
+  np.testing.assert_allclose(row["diff"], 0.02 + 0.001, rtol=1e-9)
+
+
+@pytest.mark.parametrize("a, b, better, expected", [
+    ([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], "higher", "improves"),
+    ([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], "lower", "worse"),
+    ([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], None, "higher"),
+    ([1.0, 2.0, 3.1], [1.1, 1.9, 3.0], "higher", "no difference detected (n=3)"),
+    ([1.0], [0.0], "higher", "undetermined (n=1)"),
+    ([1.0, 2.0], [1.0, 2.0], "higher", "no difference detected (n=2, identical)"),
+])
+def test_verdicts(a, b, better, expected):
+  assert study.verdict(statistics.paired_comparison(a, b), better) == expected
+
+
+def test_summarize_script_writes_csv_and_md_and_reads_predictions(tmp_path):
+  rng = np.random.default_rng(0)
+  for seed in range(3):
+    for smoothing in (0.0, 0.1):
+      run = fake_run(seed, 0.9 + 0.01 * seed + smoothing * 0.1, loss__label_smoothing=smoothing)
+      workdir = tmp_path / f"ls{smoothing}_seed{seed}"
+      workdir.mkdir()
+      del run["workdir"]
+      (workdir / "results.json").write_text(json.dumps(run))
+      if seed < 2:  # predictions.npz is optional: runs without it just lack the selective rows.
+        logits = rng.normal(size=(50, 10)).astype(np.float32)
+        labels = rng.integers(0, 10, size=50)
+        np.savez(workdir / "predictions.npz", val_logits=logits, val_labels=labels,
+                 test_logits=logits, test_labels=labels)
+  done = subprocess.run([sys.executable, "scripts/summarize.py", str(tmp_path)],
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr
+  with open(tmp_path / "summary.csv", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  metrics = {r["metric"] for r in rows}
+  assert {"accuracy", "nll", "aurc", "auroc", "aurc_pnorm"} <= metrics
+  assert {r["n"] for r in rows if r["metric"] == "aurc"} == {"2"}
+  assert "### accuracy" in (tmp_path / "summary.md").read_text()
+
+
+def test_summarize_script_with_nothing_to_read_is_one_line(tmp_path):
+  done = subprocess.run([sys.executable, "scripts/summarize.py", str(tmp_path)],
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no finished run" in done.stderr

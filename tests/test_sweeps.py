@@ -1,0 +1,140 @@
+"""Sweep files, the sweep runner and its modes; the end-to-end test trains every sweep file tiny.
+
+The end-to-end test trains 12 runs of 20 steps (each ~7.5 CPU-s, mostly imports and compilation;
+about a minute on 2 idle cores): two points of calibration.py (CE and Mixup) and one point of each
+other sweep file, 2 seeds each (`--match`), then summarizes.
+The methods evaluate stage is checked on fake selection results (it would need 252 selection runs).
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs.sweeps.common import concat, product, sweep, zip_
+from ls_jax import sweeps
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 420,
+                "methods.py:select": 126}
+TINY = ["--override", "num_steps=20", "--override", "log_every_steps=10", "--seeds", "0,1"]
+
+
+def sweep_py(*args, check_rc=0):
+  # Without conftest's 8 fake devices: the runs train as a user's would, on one CPU device.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  done = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), *map(str, args)],
+                        capture_output=True, text=True, cwd=ROOT, check=False, env=env)
+  assert done.returncode == check_rc, done.stdout + done.stderr
+  return done
+
+
+def test_helpers():
+  a, b = sweep("x", [1, 2]), sweep("y", ["u", "v"])
+  assert product(a, b) == [{"x": 1, "y": "u"}, {"x": 1, "y": "v"}, {"x": 2, "y": "u"},
+                           {"x": 2, "y": "v"}]
+  assert zip_(a, b) == [{"x": 1, "y": "u"}, {"x": 2, "y": "v"}]
+  assert concat(a, b) == a + b
+  with pytest.raises(ValueError, match="one length"):
+    zip_(a, sweep("y", [1]))
+  with pytest.raises(ValueError, match="both set 'x'"):
+    product(a, a)
+
+
+def test_workdir_names_are_readable_stable_and_unique():
+  assert sweeps.workdir_name("configs/mnist1d.py:mlp", {"loss.label_smoothing": 0.1}, 3) == (
+      "mnist1d-mlp_loss.label_smoothing=0.1_seed3")
+  assert sweeps.workdir_name("configs/digits.py", {}, 0) == "digits_seed0"
+  with pytest.raises(ValueError, match="both named"):
+    sweeps.runs({"config": "configs/mnist1d.py", "points": [{"mixup.alpha": 0.2}] * 2,
+                 "seeds": [0]})
+
+
+@pytest.mark.parametrize("spec, count", SWEEP_COUNTS.items())
+def test_print_gives_one_command_per_run(spec, count):
+  lines = sweep_py(f"configs/sweeps/{spec}", "--out", "runs/x", "--print").stdout.splitlines()
+  assert len(lines) == count == len(set(lines))
+  assert all("scripts/train.py --config=configs/" in line and "--workdir=runs/x/" in line
+             for line in lines)
+
+
+def test_methods_evaluate_picks_the_best_validation_accuracy(tmp_path):
+  sweep_module = sweeps.load("configs/sweeps/methods.py:select")
+  for run in sweeps.runs(sweep_module):
+    # Validation accuracy peaks at LS 0.2, CP 0.05, Mixup 0.4, CutMix 1.0, LS 0.05 + Mixup 0.2.
+    best = [{"loss.label_smoothing": 0.2}, {"loss.confidence_penalty": 0.05},
+            {"mixup.alpha": 0.4}, {"cutmix.alpha": 1.0},
+            {"loss.label_smoothing": 0.05, "mixup.alpha": 0.2}]
+    value = 0.9 if run.overrides in best else 0.5
+    workdir = tmp_path / run.name
+    workdir.mkdir()
+    (workdir / "results.json").write_text(json.dumps({"validation": {"accuracy": value}}))
+  lines = sweep_py(f"configs/sweeps/methods.py:evaluate,selection={tmp_path}", "--out", "runs/x",
+                   "--print").stdout.splitlines()
+  assert len(lines) == 3 * 6 * 10
+  seed0 = [line.split("--workdir=runs/x/")[1] for line in lines if line.endswith("_seed0")]
+  assert sorted(n for n in seed0 if n.startswith("mnist1d-mlp")) == sorted([
+      "mnist1d-mlp_seed0", "mnist1d-mlp_loss.label_smoothing=0.2_seed0",
+      "mnist1d-mlp_loss.confidence_penalty=0.05_seed0", "mnist1d-mlp_mixup.alpha=0.4_seed0",
+      "mnist1d-mlp_cutmix.alpha=1_seed0",
+      "mnist1d-mlp_loss.label_smoothing=0.05_mixup.alpha=0.2_seed0"])
+  assert all("--config.seed=1" not in line or "_seed1" in line for line in lines)
+  missing = sweep_py("configs/sweeps/methods.py:evaluate,selection=/nonexistent", "--out", "x",
+                     "--print", check_rc=2)
+  assert "selection run missing" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_slurm_writes_an_array_job(tmp_path):
+  done = sweep_py("configs/sweeps/selective.py", "--out", tmp_path, "--slurm", *TINY)
+  commands = (tmp_path / "commands.txt").read_text().splitlines()
+  script = (tmp_path / "sweep.sbatch").read_text()
+  assert len(commands) == 8 and "--config.num_steps=20" in commands[0]
+  assert "#SBATCH --array=0-7" in script and str(tmp_path / "commands.txt") in script
+  assert "sbatch" in done.stdout
+
+
+def test_every_sweep_file_runs_end_to_end_tiny(tmp_path):
+  out = tmp_path / "runs"
+  for spec, match in [("calibration.py", "smoothing=0_|mixup"),
+                      ("strength.py", "smoothing=0.95_"),
+                      ("selective.py", "smoothing=0.05_"),
+                      ("noise.py", "asymmetric_.*rate=0.6_loss.label_smoothing=-0.3"),
+                      ("methods.py:select", "^digits_cutmix.alpha=1_")]:
+    done = sweep_py(f"configs/sweeps/{spec}", "--out", out / spec.split(".")[0], "--match", match,
+                    *TINY)  # Exit status 0: every run has results.json.
+    assert "failed:" not in done.stdout and "ETA" in done.stdout
+  results = sorted(p.parent.name for p in out.glob("*/*/results.json"))
+  assert len(results) == 4 + 2 * 4
+  assert "digits_cutmix.alpha=1_seed1" in results
+  # Rerunning skips the finished runs (and trains nothing).
+  again = sweep_py("configs/sweeps/calibration.py", "--out", out / "calibration", "--match",
+                   "smoothing=0_|mixup", *TINY)
+  assert again.stdout.startswith("4 runs: 4 already finished, 0 to run")
+  # A run without results.json (interrupted) is run again in its workdir, which resumes it.
+  (out / "calibration" / "mnist1d_mixup.alpha=0.2_seed1" / "results.json").unlink()
+  again = sweep_py("configs/sweeps/calibration.py", "--out", out / "calibration", "--match",
+                   "smoothing=0_|mixup", *TINY)
+  assert again.stdout.startswith("4 runs: 3 already finished, 1 to run")
+  assert (out / "calibration" / "mnist1d_mixup.alpha=0.2_seed1" / "results.json").exists()
+  # The calibration sweep summarizes into CE-paired rows.
+  subprocess.run([sys.executable, "scripts/summarize.py", str(out / "calibration")], cwd=ROOT,
+                 check=True, capture_output=True)
+  md = (out / "calibration" / "summary.md").read_text()
+  assert "mnist1d cnn1d Mixup 0.2" in md and "(n=2)" in md
+
+
+def test_a_failed_run_is_named_with_its_log_and_the_sweep_goes_on(tmp_path):
+  sweep_file = tmp_path / "bad.py"
+  sweep_file.write_text(
+      "def get_sweep(arg):\n"
+      "  return {'config': 'configs/digits.py', 'seeds': [0],\n"
+      "          'points': [{'optimizer.learning_rate': -1.0}, {'mixup.alpha': 0.2}]}\n")
+  done = sweep_py(sweep_file, "--out", tmp_path / "out", "--override", "num_steps=5",
+                  "--parallel", "1", check_rc=1)
+  bad = "digits_optimizer.learning_rate=-1_seed0"
+  log = tmp_path / "out" / "logs" / f"{bad}.log"
+  assert f"failed: {bad}  log: {log}" in done.stdout
+  assert "must be > 0" in log.read_text()
+  assert (tmp_path / "out" / "digits_mixup.alpha=0.2_seed0" / "results.json").exists()

@@ -17,7 +17,7 @@ from configs.sweeps.common import concat, product, sweep, zip_
 from ls_jax import sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 420,
+SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 360,
                 "methods.py:select": 126}
 TINY = ["--override", "num_steps=20", "--override", "log_every_steps=10", "--seeds", "0,1"]
 

@@ -482,9 +482,10 @@ def vocab_parallel_linear_smoothed_cross_entropy(
   three `psum`s over `model_axis` combine them into the exact loss; no logits cross devices, only
   `O(tokens)` numbers. Tokens are split over `data_axis` (None: replicated).
 
-  Gradients are exact, not scaled by the device count: `hidden` enters each model shard through
-  `lax.pcast(..., to="varying")`, whose transpose sums the shards' `d hidden` over `model_axis`
-  (the tests compare with the unsharded loss on 2-D meshes).
+  Gradients are exact, neither scaled by a device count nor left partial: `hidden` and `kernel`
+  enter the shards through `lax.pcast(..., to="varying")`, whose transpose sums the shards'
+  `d hidden` over `model_axis` and `d kernel` over `data_axis` (the tests compare with the
+  unsharded loss on 2-D meshes).
 
   Args:
     hidden, kernel, labels, label_smoothing, where, z_loss, chunk_size: as in
@@ -517,8 +518,11 @@ def vocab_parallel_linear_smoothed_cross_entropy(
   safe_hidden = _poisoned_and_masked(hidden, labels, kernel.shape[1], where)
 
   def local_loss(hidden, kernel, labels, scalars):
-    # Replicated over model_axis -> varying: the transpose of this cast is the psum of d hidden.
+    # Replicated -> varying, so that the gradients of the shards are summed (the transpose of the
+    # cast is a psum): d hidden over model_axis, d kernel over data_axis.
     hidden = lax.pcast(hidden, model_axis, to="varying")
+    if data_axis is not None:
+      kernel = lax.pcast(kernel, data_axis, to="varying")
     return _linear_loss(hidden, kernel, labels, *scalars, chunk_size, axis_name=model_axis)
 
   tokens = PartitionSpec(data_axis)
@@ -552,7 +556,7 @@ def _linear_loss(
     num_classes = local_classes * lax.axis_size(axis_name)
     local_labels = labels - lax.axis_index(axis_name) * local_classes
     # The shift only guards exp against overflow; it cancels in the value and the gradient.
-    shift = lax.stop_gradient(lax.pmax(log_normalizer, axis_name))
+    shift = lax.pmax(lax.stop_gradient(log_normalizer), axis_name)
     log_normalizer = shift + jnp.log(combine(jnp.exp(log_normalizer - shift)))
 
   in_slice = (local_labels >= 0) & (local_labels < local_classes)
@@ -711,14 +715,17 @@ _linear_loss_gradient_in_forward.defvjp(
 def _fold_chunks(size: int, chunk_size: int, add_chunk, carry):
   """`carry = add_chunk(carry, start, width)` over `[0, size)` in chunks of `chunk_size`.
 
-  The full chunks run in one `fori_loop` (a traced `start`); a narrower last chunk, if any, runs
-  after it with its own static width, so V need not be padded (a padded copy of the kernel would
-  cost as much memory as the kernel).
+  The full chunks after the first run in one `fori_loop` (a traced `start`); a narrower last chunk,
+  if any, runs after it with its own static width, so V need not be padded (a padded copy of the
+  kernel would cost as much memory as the kernel). The first chunk runs before the loop because
+  under `shard_map` its results vary over more mesh axes than the initial carry does, and a loop
+  carry must keep one type.
   """
   num_full, remainder = divmod(size, chunk_size)
   if num_full:
+    carry = add_chunk(carry, 0, chunk_size)
     carry = lax.fori_loop(
-        0, num_full, lambda i, carry: add_chunk(carry, i * chunk_size, chunk_size), carry)
+        1, num_full, lambda i, carry: add_chunk(carry, i * chunk_size, chunk_size), carry)
   if remainder:
     carry = add_chunk(carry, num_full * chunk_size, remainder)
   return carry

@@ -17,7 +17,8 @@ The fused section (`--only fused`) times forward+grad of the output layer and th
 for hidden states `[N, d]` and a kernel `[d, V]`: `linear_smoothed_cross_entropy` in both of its
 modes against `hidden @ kernel` followed by `smoothed_cross_entropy` or by optax's integer-label
 CE. It reports the median and the range over `--fused-rounds` interleaved rounds, and skips a
-path whose compiled memory would not fit in the machine's available memory. About 30 minutes on
+path whose compiled memory would not fit in the machine's available memory
+(`--fused-rounds 0` compiles and reports memory only, running nothing). About 30 minutes on
 2 cores.
 """
 import argparse
@@ -173,22 +174,27 @@ def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
           hidden, kernel, labels).compile()
       memory = executable.memory_analysis()
       needed = memory.temp_size_in_bytes + memory.output_size_in_bytes
-      if needed > available_bytes():
+      if rounds and needed > available_bytes():
         skipped.append(f"{name} (needs {needed / 2**30:.1f} GiB, "
                        f"{available_bytes() / 2**30:.1f} GiB available)")
         continue
       compiled[name] = (executable, memory.temp_size_in_bytes)
-    times = time_interleaved(
-        {name: executable for name, (executable, _) in compiled.items()},
-        (hidden, kernel, labels), rounds)
+    times = {}
+    if rounds:
+      times = time_interleaved(
+          {name: executable for name, (executable, _) in compiled.items()},
+          (hidden, kernel, labels), rounds)
     baseline_seconds = statistics.median(times[FUSED_BASELINE]) if FUSED_BASELINE in times else None
     baseline_temp = compiled[FUSED_BASELINE][1] if FUSED_BASELINE in compiled else None
     for name, (_, temp) in compiled.items():
-      seconds = statistics.median(times[name])
-      ratio = f"{seconds / baseline_seconds:.2f}" if baseline_seconds else "—"
+      timing = "— | — | —"  # --fused-rounds 0: compiled memory only.
+      if name in times:
+        seconds = statistics.median(times[name])
+        ratio = f"{seconds / baseline_seconds:.2f}" if baseline_seconds else "—"
+        timing = (f"{seconds * 1e3:.0f} | [{min(times[name]) * 1e3:.0f}, "
+                  f"{max(times[name]) * 1e3:.0f}] | {ratio}")
       memory_ratio = f"{baseline_temp / temp:.0f}" if baseline_temp else "—"
-      print(f"| ({num_tokens}, {dim}, {num_classes}) | {name} | {seconds * 1e3:.0f} | "
-            f"[{min(times[name]) * 1e3:.0f}, {max(times[name]) * 1e3:.0f}] | {ratio} | "
+      print(f"| ({num_tokens}, {dim}, {num_classes}) | {name} | {timing} | "
             f"{temp / 2**20:.0f} | {memory_ratio} |", flush=True)
     for line in skipped:
       print(f"| ({num_tokens}, {dim}, {num_classes}) | skipped: {line} | | | | | |", flush=True)
@@ -200,7 +206,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=20, help="timed calls per loss and mode")
   parser.add_argument("--only", choices=("all", "logits", "fused"), default="all",
                       help="run only the losses-on-logits section or only the fused section")
-  parser.add_argument("--fused-rounds", type=int, default=3, help="timed rounds, fused section")
+  parser.add_argument("--fused-rounds", type=int, default=3, help="timed rounds, fused section (0: compiled memory only)")
   parser.add_argument("--fused-shapes", nargs="+", default=[",".join(map(str, shape))
                                                           for shape in FUSED_SHAPES],
                       help="N,d,V triples of the fused section")

@@ -160,8 +160,8 @@ def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
   print(f"\nOutput layer + loss, fwd+grad of the mean loss w.r.t. hidden and kernel; float32; "
         f"median [min, max] of {rounds} interleaved rounds after a warm-up call; temp = XLA "
         "compiled temporary memory.\n")
-  print("| (N, d, V) | path | fwd+grad ms | [min, max] | × h@W+optax | temp MiB "
-        "| memory ÷ h@W+optax |")
+  print("| (N, d, V) | path | fwd+grad ms | [min, max] | × h@W+optax, per round: median "
+        "[min, max] | temp MiB | memory ÷ h@W+optax |")
   print("|---|---|---:|---:|---:|---:|---:|")
   key_hidden, key_kernel, key_labels = jax.random.split(jax.random.PRNGKey(0), 3)
   for num_tokens, dim, num_classes in shapes:
@@ -184,13 +184,17 @@ def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
       times = time_interleaved(
           {name: executable for name, (executable, _) in compiled.items()},
           (hidden, kernel, labels), rounds)
-    baseline_seconds = statistics.median(times[FUSED_BASELINE]) if FUSED_BASELINE in times else None
+    has_baseline = FUSED_BASELINE in times
     baseline_temp = compiled[FUSED_BASELINE][1] if FUSED_BASELINE in compiled else None
     for name, (_, temp) in compiled.items():
       timing = "— | — | —"  # --fused-rounds 0: compiled memory only.
       if name in times:
         seconds = statistics.median(times[name])
-        ratio = f"{seconds / baseline_seconds:.2f}" if baseline_seconds else "—"
+        ratio = "—"
+        if has_baseline:
+          # Paired: each round's time over the baseline's in the same round, where load was alike.
+          ratios = [mine / theirs for mine, theirs in zip(times[name], times[FUSED_BASELINE])]
+          ratio = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
         timing = (f"{seconds * 1e3:.0f} | [{min(times[name]) * 1e3:.0f}, "
                   f"{max(times[name]) * 1e3:.0f}] | {ratio}")
       memory_ratio = f"{baseline_temp / temp:.0f}" if baseline_temp else "—"

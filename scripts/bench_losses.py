@@ -12,6 +12,14 @@ optax's integer-label cross-entropy, and XLA's compiled temporary memory
 losses are interleaved in rounds, each round in a fresh random order, so that load from other
 processes hits them alike (with a fixed order, whichever loss ran first in a round measured up to
 ~1.5x slower). Takes about 2 minutes on an idle 2-core machine, longer under load.
+
+The fused section (`--only fused`) times forward+grad of the output layer and the loss together,
+for hidden states `[N, d]` and a kernel `[d, V]`: `linear_smoothed_cross_entropy` in both of its
+modes against `hidden @ kernel` followed by `smoothed_cross_entropy` or by optax's integer-label
+CE. It reports the median and the range over `--fused-rounds` interleaved rounds, and skips a
+path whose compiled memory would not fit in the machine's available memory
+(`--fused-rounds 0` compiles and reports memory only, running nothing). About 30 minutes on
+2 cores.
 """
 import argparse
 import functools
@@ -34,6 +42,8 @@ from ls_jax import losses  # pylint: disable=g-import-not-at-top
 
 LABEL_SMOOTHING = 0.1
 SHAPES = ((4096, 1000), (8192, 32000))
+FUSED_SHAPES = ((8192, 1024, 32000), (8192, 1024, 128000))  # (N, d, V)
+FUSED_BASELINE = "h @ W + optax integer-label CE"
 BASELINE = "optax integer-label CE"
 
 
@@ -79,8 +89,9 @@ def compile_pair(loss_fn, logits, labels):
   return compiled
 
 
-def time_interleaved(executables: dict[str, Callable], args, repeats: int) -> dict[str, float]:
-  """Median seconds per call; one warm-up call each, then `repeats` shuffled rounds over all."""
+def time_interleaved(
+    executables: dict[str, Callable], args, repeats: int) -> dict[str, list[float]]:
+  """Seconds per call; one warm-up call each, then `repeats` shuffled rounds over all."""
   for executable in executables.values():
     jax.block_until_ready(executable(*args))
   times = {name: [] for name in executables}
@@ -92,17 +103,11 @@ def time_interleaved(executables: dict[str, Callable], args, repeats: int) -> di
       start = time.perf_counter()
       jax.block_until_ready(executable(*args))
       times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(samples) for name, samples in times.items()}
+  return times
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--repeats", type=int, default=20, help="timed calls per loss and mode")
-  args = parser.parse_args()
-  start = time.perf_counter()
-
-  print(f"Machine: {machine_description()}.")
-  print(f"Median of {args.repeats} calls after warm-up, interleaved in shuffled rounds; float32 "
+def bench_logits_losses(repeats: int) -> None:
+  print(f"Median of {repeats} calls after warm-up, interleaved in shuffled rounds; float32 "
         "logits; temp = XLA compiled temporary memory.\n")
   print("| (B, K) | loss | forward ms | × optax int | forward temp MiB "
         "| fwd+grad ms | × optax int | fwd+grad temp MiB |")
@@ -115,17 +120,110 @@ def main() -> None:
     medians = {
         mode: time_interleaved(
             {name: modes[mode][0] for name, modes in compiled.items()}, (logits, labels),
-            args.repeats)
+            repeats)
         for mode in ("forward", "forward+grad")
     }
     for name, modes in compiled.items():
       cells = []
       for mode in ("forward", "forward+grad"):
-        seconds = medians[mode][name]
-        cells += [f"{seconds * 1e3:.1f}", f"{seconds / medians[mode][BASELINE]:.2f}",
+        seconds = statistics.median(medians[mode][name])
+        baseline = statistics.median(medians[mode][BASELINE])
+        cells += [f"{seconds * 1e3:.1f}", f"{seconds / baseline:.2f}",
                   f"{modes[mode][1] / 2**20:.1f}"]
       print(f"| ({batch}, {num_classes}) | {name} | " + " | ".join(cells) + " |", flush=True)
     del logits, compiled
+
+
+def fused_losses(chunk_size: int) -> dict[str, Callable]:
+  """Scalar (mean) losses of (hidden, kernel, labels): the fused paths and the materialized ones."""
+  fused = lambda gradient_in_forward: lambda h, w, y: losses.linear_smoothed_cross_entropy(
+      h, w, y, LABEL_SMOOTHING, chunk_size=chunk_size,
+      gradient_in_forward=gradient_in_forward).mean()
+  return {
+      f"fused a={LABEL_SMOOTHING}, recompute, chunk {chunk_size}": fused(False),
+      f"fused a={LABEL_SMOOTHING}, gradient in forward, chunk {chunk_size}": fused(True),
+      f"h @ W + ls_jax a={LABEL_SMOOTHING}": lambda h, w, y: losses.smoothed_cross_entropy(
+          h @ w, y, LABEL_SMOOTHING).mean(),
+      FUSED_BASELINE: lambda h, w, y: optax.softmax_cross_entropy_with_integer_labels(
+          h @ w, y).mean(),
+  }
+
+
+def available_bytes() -> int:
+  for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+    if line.startswith("MemAvailable:"):
+      return int(line.split()[1]) * 1024
+  return 2**63
+
+
+def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
+  print(f"\nOutput layer + loss, fwd+grad of the mean loss w.r.t. hidden and kernel; float32; "
+        f"median [min, max] of {rounds} interleaved rounds after a warm-up call; temp = XLA "
+        "compiled temporary memory.\n")
+  print("| (N, d, V) | path | fwd+grad ms | [min, max] | × h@W+optax, per round: median "
+        "[min, max] | temp MiB | memory ÷ h@W+optax |")
+  print("|---|---|---:|---:|---:|---:|---:|")
+  key_hidden, key_kernel, key_labels = jax.random.split(jax.random.PRNGKey(0), 3)
+  for num_tokens, dim, num_classes in shapes:
+    hidden = jax.random.normal(key_hidden, (num_tokens, dim), jnp.float32) / dim**0.5
+    kernel = jax.random.normal(key_kernel, (dim, num_classes), jnp.float32)
+    labels = jax.random.randint(key_labels, (num_tokens,), 0, num_classes)
+    compiled, skipped = {}, []
+    for name, loss_fn in fused_losses(chunk_size).items():
+      executable = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1))).lower(
+          hidden, kernel, labels).compile()
+      memory = executable.memory_analysis()
+      needed = memory.temp_size_in_bytes + memory.output_size_in_bytes
+      if rounds and needed > available_bytes():
+        skipped.append(f"{name} (needs {needed / 2**30:.1f} GiB, "
+                       f"{available_bytes() / 2**30:.1f} GiB available)")
+        continue
+      compiled[name] = (executable, memory.temp_size_in_bytes)
+    times = {}
+    if rounds:
+      times = time_interleaved(
+          {name: executable for name, (executable, _) in compiled.items()},
+          (hidden, kernel, labels), rounds)
+    has_baseline = FUSED_BASELINE in times
+    baseline_temp = compiled[FUSED_BASELINE][1] if FUSED_BASELINE in compiled else None
+    for name, (_, temp) in compiled.items():
+      timing = "— | — | —"  # --fused-rounds 0: compiled memory only.
+      if name in times:
+        seconds = statistics.median(times[name])
+        ratio = "—"
+        if has_baseline:
+          # Paired: each round's time over the baseline's in the same round, where load was alike.
+          ratios = [mine / theirs for mine, theirs in zip(times[name], times[FUSED_BASELINE])]
+          ratio = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
+        timing = (f"{seconds * 1e3:.0f} | [{min(times[name]) * 1e3:.0f}, "
+                  f"{max(times[name]) * 1e3:.0f}] | {ratio}")
+      memory_ratio = f"{baseline_temp / temp:.0f}" if baseline_temp else "—"
+      print(f"| ({num_tokens}, {dim}, {num_classes}) | {name} | {timing} | "
+            f"{temp / 2**20:.0f} | {memory_ratio} |", flush=True)
+    for line in skipped:
+      print(f"| ({num_tokens}, {dim}, {num_classes}) | skipped: {line} | | | | | |", flush=True)
+    del hidden, kernel, compiled
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeats", type=int, default=20, help="timed calls per loss and mode")
+  parser.add_argument("--only", choices=("all", "logits", "fused"), default="all",
+                      help="run only the losses-on-logits section or only the fused section")
+  parser.add_argument("--fused-rounds", type=int, default=3, help="timed rounds, fused section (0: compiled memory only)")
+  parser.add_argument("--fused-shapes", nargs="+", default=[",".join(map(str, shape))
+                                                          for shape in FUSED_SHAPES],
+                      help="N,d,V triples of the fused section")
+  parser.add_argument("--chunk-size", type=int, default=losses.LINEAR_CHUNK_SIZE,
+                      help="vocabulary chunk of the fused loss")
+  args = parser.parse_args()
+  start = time.perf_counter()
+  print(f"Machine: {machine_description()}.")
+  if args.only in ("all", "logits"):
+    bench_logits_losses(args.repeats)
+  if args.only in ("all", "fused"):
+    shapes = [tuple(int(size) for size in shape.split(",")) for shape in args.fused_shapes]
+    bench_fused(shapes, args.fused_rounds, args.chunk_size)
   print(f"\nLoad average {os.getloadavg()[0]:.1f} at the end; took "
         f"{time.perf_counter() - start:.0f} s.")
 

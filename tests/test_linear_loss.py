@@ -201,7 +201,7 @@ def test_invalid_label_gives_nan_like_smoothed_cross_entropy(gradient_in_forward
     (dict(labels=np.zeros(5, np.int32)), r"labels must have shape hidden.shape\[:-1\] = \(4,\)"),
     (dict(labels=np.zeros(4, np.float32)), "labels must be integers"),
     (dict(where=np.ones(4, np.int32)), "where must be a boolean array"),
-    (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\), got 1.0"),
+    (dict(label_smoothing=1.0), r"label_smoothing must be in \[-1, 1\), got 1.0"),
     (dict(z_loss=-1e-4), "z_loss must be >= 0"),
     (dict(chunk_size=0), "chunk_size must be a positive integer, got 0"),
 ])

@@ -181,9 +181,13 @@ def labels(groups: dict[tuple, list]) -> dict[tuple, str]:
 
 
 def values_by_seed(members: list[dict[str, Any]], metric: Metric) -> dict[int, float]:
-  """`{seed: value}` of `metric` over the runs of one group; runs without the metric are left out."""
+  """`{seed: value}` of `metric` over the runs of one group.
+
+  Runs without the metric, or where it is NaN (undefined for that run, e.g. the misclassification
+  AUROC of a run with no error), are left out, so `n` counts the runs that define it.
+  """
   by_seed = {r["config"][SEED_FIELD]: _value(r, metric) for r in members}
-  return {s: v for s, v in by_seed.items() if v is not None}
+  return {s: v for s, v in by_seed.items() if v is not None and not math.isnan(v)}
 
 
 def row(group: str, metric: Metric, by_seed: dict[int, float], baseline: str = "",

@@ -2,13 +2,17 @@
 import csv
 import importlib.util
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from scipy import special, stats
 
 from ls_jax import calibration, reports, statistics
+import overlay_venv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4
@@ -301,3 +305,25 @@ def test_noise_report_end_to_end(tmp_path):
 def test_report_rejects_a_directory_without_runs(tmp_path, capsys):
   assert _load_script().main(["strength", "--runs", str(tmp_path), "--out", str(tmp_path)]) == 2
   assert "no finished run" in capsys.readouterr().err
+
+
+def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
+  """TINY=1: the sweep (2 runs x 2 seeds of 20 steps) and the report, end to end, into tmp."""
+  venv = tmp_path / "venv"
+  overlay_venv.create(venv)
+  shutil.copy(REPO / "requirements.txt", venv / ".ls_jax_requirements")  # Nothing to install.
+  # One device, as a user has (the tests' XLA_FLAGS fake 8, which batch 100 does not divide).
+  env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+         "TINY": "1", "TINY_DIR": str(tmp_path / "tiny")}
+  done = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "confidence"], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  runs = sorted(p.parent.name for p in (tmp_path / "tiny" / "evidence").glob("*/results.json"))
+  assert runs == sorted(f"mnist1d_loss.label_smoothing={a}_seed{s}"
+                        for a in ("0", "0.1") for s in (0, 1))
+  out = tmp_path / "tiny" / "results" / "confidence"
+  assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md", "confidence_histogram.png"}
+  assert "scripts/report.py confidence" in (out / "summary.md").read_text()
+  bad = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "nonsense"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+  assert bad.returncode == 2 and "unknown experiment 'nonsense'" in bad.stderr

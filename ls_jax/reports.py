@@ -1,4 +1,4 @@
-"""The analysis behind each experiment report of issue 8: tables with CIs, paired verdicts, figure data.
+"""The analysis behind each experiment report of issue 8: tables, paired verdicts, figure data.
 
 One function per experiment (`REPORTS`), each taking the finished runs (`study.load_run` dicts)
 and returning a `Report`: rows in `study.summarize`'s schema (one per group, metric and baseline;
@@ -141,8 +141,8 @@ def header(title: str, command: str, runs: list[dict[str, Any]]) -> str:
   return (f"# {title}\n\nMade by `{command}` from {len(runs)} runs. Machine (results.json "
           f"`environment.cpu_model`): {', '.join(cpus)}; {'; '.join(versions)}. Runs are "
           f"bit-identical only on the same machine with the same versions; elsewhere the means "
-          f"move, and should stay within the CIs. 95% CIs are Student-t over seeds; Δ is paired by "
-          f"seed (same init and data order), with the paired t-test p.\n")
+          f"move, and should stay within the CIs. 95% CIs are Student-t over seeds; Δ is paired "
+          f"by seed (same init and data order), with the paired t-test p.\n")
 
 
 def _cell(r: dict[str, Any], digits: int) -> str:
@@ -236,7 +236,8 @@ def methods(runs: list[dict[str, Any]], selection: list[dict[str, Any]] | None =
     sections.insert(0, "## Strength selection (select stage; the metric is the mean validation "
                     "accuracy over the selection seeds, ties to the weaker strength)\n\n"
                     + "\n".join(lines))
-  published = ["| model | published CE test accuracy (Greydanus 2020) | ours, CE |", "|---|---|---|"]
+  published = ["| model | published CE test accuracy (Greydanus 2020) | ours, CE |",
+               "|---|---|---|"]
   for key, members in groups.items():
     model = _model(members[0])
     if model in GREYDANUS_2020_TEST_ACCURACY and method_fields(members[0]) == (0.0,) * 4:

@@ -258,7 +258,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
   lines = []
   for metric in dict.fromkeys(r["metric"] for r in rows):
     lines += [f"### {metric}", "",
-              "| group | n | mean ± std | 95% CI | baseline | Δ (paired) | 95% CI of Δ | p | verdict |",
+              "| group | n | mean ± std | 95% CI | baseline | Δ (paired) | 95% CI of Δ | p "
+              "| verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in rows if r["metric"] == metric):
       note = f" (paired on {r['n_paired']} seeds; unpaired: {r['unpaired_seeds']})" if (
@@ -267,7 +268,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
       diff_ci = f"[{format_number(r['diff_ci_low'])}, {format_number(r['diff_ci_high'])}]" if (
           r["diff"] != "") else ""
       lines.append(f"| {r['group']} | {r['n']} | {format_number(r['mean'])} ± "
-                   f"{format_number(r['std'])} | {ci} | {r['baseline']} | {format_number(r['diff'])} "
-                   f"| {diff_ci} | {format_number(r['p_value'], 3)} | {r['verdict']}{note} |")
+                   f"{format_number(r['std'])} | {ci} | {r['baseline']} "
+                   f"| {format_number(r['diff'])} | {diff_ci} | {format_number(r['p_value'], 3)} "
+                   f"| {r['verdict']}{note} |")
     lines.append("")
   return "\n".join(lines)

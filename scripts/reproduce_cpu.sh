@@ -4,7 +4,7 @@
 #
 #   scripts/reproduce_cpu.sh                          # all six experiments
 #   scripts/reproduce_cpu.sh strength calibration     # a subset, in the order given
-#   TINY=1 scripts/reproduce_cpu.sh confidence        # smoke test: 20 steps, seeds 0,1, in a temp dir
+#   TINY=1 scripts/reproduce_cpu.sh confidence        # smoke: 20 steps, seeds 0,1, in a temp dir
 #
 # Finished runs are skipped (scripts/sweep.py), so a rerun only redoes the reports. strength,
 # confidence, calibration and selective share runs/evidence (one run per name). TINY=1 writes runs

@@ -313,7 +313,8 @@ def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
   overlay_venv.create(venv)
   shutil.copy(REPO / "requirements.txt", venv / ".ls_jax_requirements")  # Nothing to install.
   # One device, as a user has (the tests' XLA_FLAGS fake 8, which batch 100 does not divide).
-  env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+  env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "VIRTUAL_ENV": str(venv),
+         "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
          "TINY": "1", "TINY_DIR": str(tmp_path / "tiny")}
   done = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "confidence"], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -322,7 +323,8 @@ def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
   assert runs == sorted(f"mnist1d_loss.label_smoothing={a}_seed{s}"
                         for a in ("0", "0.1") for s in (0, 1))
   out = tmp_path / "tiny" / "results" / "confidence"
-  assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md", "confidence_histogram.png"}
+  assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md",
+                                              "confidence_histogram.png"}
   assert "scripts/report.py confidence" in (out / "summary.md").read_text()
   bad = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "nonsense"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60, check=False)

@@ -247,8 +247,8 @@ def methods(runs: list[dict[str, Any]], selection: list[dict[str, Any]] | None =
   sections.append("## Published beside ours\n\n" + "\n".join(published) + "\n\nGreydanus trained "
                   "on all 4,000 training signals; we hold 400 out for validation.")
   sections.append(_full_rows_section(rows))
-  figure = {}
-  for key, members in groups.items():
+  figure = {}  # Per model, CE first.
+  for key, members in sorted(groups.items(), key=lambda g: method_fields(g[1][0]) != (0.0,) * 4):
     model = " ".join(_model(members[0]))
     figure.setdefault(model, []).append(names[key])
   figures = {"methods": {

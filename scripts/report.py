@@ -51,7 +51,7 @@ def plot_methods(data):
       ax.grid(alpha=0.3)
       if row == 0:
         ax.set_title(model)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
   return {"methods": figure}
 
 
@@ -70,8 +70,8 @@ def plot_strength(data):
     axes[0].axvline(data["first_drop"], color="C3", lw=1, ls=":",
                     label=f"first significant drop below peak (a={data['first_drop']:g})")
   axes[0].axvline(data["peak"], color="C2", lw=1, ls=":", label=f"peak (a={data['peak']:g})")
-  for ax in (axes[0], axes[3]):
-    ax.legend(fontsize=7, loc="lower left")
+  for ax in (axes[0], axes[3]):  # Below the panel, where it hides no point.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
   return {"strength": figure}
 
 

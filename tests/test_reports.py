@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from ls_jax import calibration, reports, statistics
+from ls_jax import calibration, reports, statistics, study
 import overlay_venv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -329,3 +329,11 @@ def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
   bad = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "nonsense"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60, check=False)
   assert bad.returncode == 2 and "unknown experiment 'nonsense'" in bad.stderr
+
+
+def test_values_by_seed_leaves_out_undefined_values():
+  """A NaN metric (e.g. the AUROC of a run without errors) is not a seed's value: n drops."""
+  runs = [{"config": {"seed": s}, "selective": {"auroc": v}}
+          for s, v in enumerate([0.9, float("nan"), 0.8])]
+  assert study.values_by_seed(runs, study.Metric("auroc", "selective.auroc", "higher")) == {
+      0: 0.9, 2: 0.8}

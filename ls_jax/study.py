@@ -160,64 +160,85 @@ def verdict(comparison: statistics.PairedComparison, better: str | None) -> str:
   return "improves" if higher == (better == "higher") else "worse"
 
 
-def _labels(groups: dict[tuple, list]) -> dict[tuple, str]:
+def labels(groups: dict[tuple, list]) -> dict[tuple, str]:
   """`data model method` plus every other field that differs between groups: unique labels."""
   fields = {k for key in groups for k, _ in key}
   varying = sorted(f for f in fields if len({dict(key).get(f) for key in groups}) > 1)
   # Named by `data model method` already (the noise too, unless its rate is 0).
   unnamed = [f for f in varying if f not in METHOD_FIELDS and f not in ("data.name", "model.name")
              and not f.startswith("data.label_noise.")]
-  labels = {}
+  names = {}
   for key, members in groups.items():
     config = members[0]["config"]
     extra = ", ".join(f"{f}={dict(key).get(f)}" for f in unnamed)
-    labels[key] = (f"{config['data']['name']} {config['model']['name']} {method_name(config)}"
-                   + (f" [{extra}]" if extra else ""))
-  repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
-  for key, label in labels.items():
-    if label in repeated:  # E.g. two noise kinds at rate 0: name every differing field.
-      labels[key] = f"{label} [{', '.join(f'{f}={dict(key).get(f)}' for f in varying)}]"
-  return labels
+    names[key] = (f"{config['data']['name']} {config['model']['name']} {method_name(config)}"
+                  + (f" [{extra}]" if extra else ""))
+  repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+  for key, name in names.items():
+    if name in repeated:  # E.g. two noise kinds at rate 0: name every differing field.
+      names[key] = f"{name} [{', '.join(f'{f}={dict(key).get(f)}' for f in varying)}]"
+  return names
+
+
+def values_by_seed(members: list[dict[str, Any]], metric: Metric) -> dict[int, float]:
+  """`{seed: value}` of `metric` over the runs of one group.
+
+  Runs without the metric, or where it is NaN (undefined for that run, e.g. the misclassification
+  AUROC of a run with no error), are left out, so `n` counts the runs that define it.
+  """
+  by_seed = {r["config"][SEED_FIELD]: _value(r, metric) for r in members}
+  return {s: v for s, v in by_seed.items() if v is not None and not math.isnan(v)}
+
+
+def row(group: str, metric: Metric, by_seed: dict[int, float], baseline: str = "",
+        base_by_seed: dict[int, float] | None = None) -> dict[str, Any]:
+  """The summary of one group's `{seed: value}`, and its comparison with `base_by_seed` if given.
+
+  The comparison is `group - baseline`, paired on the seeds both have; the others are named in
+  `unpaired_seeds`.
+  """
+  summary = statistics.summarize(list(by_seed.values()))
+  result = {"group": group, "metric": metric.name, "n": summary.n, "mean": summary.mean,
+            "std": summary.std, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
+            "seeds": " ".join(map(str, sorted(by_seed))), "baseline": "", "n_paired": "",
+            "diff": "", "diff_ci_low": "", "diff_ci_high": "", "p_value": "", "verdict": "",
+            "unpaired_seeds": ""}
+  if base_by_seed is not None:
+    common = sorted(set(by_seed) & set(base_by_seed))
+    result["baseline"] = baseline
+    result["unpaired_seeds"] = " ".join(map(str, sorted(set(by_seed) ^ set(base_by_seed))))
+    if common:
+      comparison = statistics.paired_comparison([by_seed[s] for s in common],
+                                                [base_by_seed[s] for s in common])
+      result.update(n_paired=comparison.n, diff=comparison.mean_difference,
+                    diff_ci_low=comparison.ci_low, diff_ci_high=comparison.ci_high,
+                    p_value=comparison.p_value, verdict=verdict(comparison, metric.better))
+    else:
+      result["verdict"] = "no common seeds with the baseline"
+  return result
 
 
 def summarize(runs: list[dict[str, Any]], metrics=METRICS) -> list[dict[str, Any]]:
   """One row per (group, metric): the group's statistics and its paired comparison with CE."""
   groups = group_runs(runs)
-  labels = _labels(groups)
+  names = labels(groups)
   rows = []
   for key, members in groups.items():
     base_key = baseline_key(key)
     baseline = groups.get(base_key) if base_key != key else None
     for metric in metrics:
-      by_seed = {r["config"][SEED_FIELD]: _value(r, metric) for r in members}
-      by_seed = {s: v for s, v in by_seed.items() if v is not None}
+      by_seed = values_by_seed(members, metric)
       if not by_seed:
         continue
-      summary = statistics.summarize(list(by_seed.values()))
-      row = {"group": labels[key], "metric": metric.name, "n": summary.n, "mean": summary.mean,
-             "std": summary.std, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
-             "seeds": " ".join(map(str, sorted(by_seed))), "baseline": "", "n_paired": "",
-             "diff": "", "diff_ci_low": "", "diff_ci_high": "", "p_value": "", "verdict": "",
-             "unpaired_seeds": ""}
-      if baseline is not None:
-        base = {r["config"][SEED_FIELD]: _value(r, metric) for r in baseline}
-        base = {s: v for s, v in base.items() if v is not None}
-        common = sorted(set(by_seed) & set(base))
-        row["baseline"] = labels[base_key]
-        row["unpaired_seeds"] = " ".join(map(str, sorted(set(by_seed) ^ set(base))))
-        if common:
-          comparison = statistics.paired_comparison([by_seed[s] for s in common],
-                                                    [base[s] for s in common])
-          row.update(n_paired=comparison.n, diff=comparison.mean_difference,
-                     diff_ci_low=comparison.ci_low, diff_ci_high=comparison.ci_high,
-                     p_value=comparison.p_value, verdict=verdict(comparison, metric.better))
-        else:
-          row["verdict"] = "no common seeds with the baseline"
-      rows.append(row)
+      if baseline is None:
+        rows.append(row(names[key], metric, by_seed))
+      else:
+        rows.append(row(names[key], metric, by_seed, names[base_key],
+                        values_by_seed(baseline, metric)))
   return rows
 
 
-def _number(value: Any, digits: int = 4) -> str:
+def format_number(value: Any, digits: int = 4) -> str:
   if value == "" or value is None:
     return ""
   if isinstance(value, float) and math.isnan(value):
@@ -233,20 +254,22 @@ def write_csv(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-  """One table per metric: mean ± std, 95% CI, and the paired difference with CE and its verdict."""
+  """One table per metric: mean ± std, 95% CI, and the paired difference with the baseline."""
   lines = []
   for metric in dict.fromkeys(r["metric"] for r in rows):
     lines += [f"### {metric}", "",
-              "| group | n | mean ± std | 95% CI | Δ vs CE (paired) | 95% CI of Δ | p | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| group | n | mean ± std | 95% CI | baseline | Δ (paired) | 95% CI of Δ | p "
+              "| verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in rows if r["metric"] == metric):
       note = f" (paired on {r['n_paired']} seeds; unpaired: {r['unpaired_seeds']})" if (
           r["unpaired_seeds"]) else ""
-      ci = f"[{_number(r['ci_low'])}, {_number(r['ci_high'])}]"
-      diff_ci = f"[{_number(r['diff_ci_low'])}, {_number(r['diff_ci_high'])}]" if (
+      ci = f"[{format_number(r['ci_low'])}, {format_number(r['ci_high'])}]"
+      diff_ci = f"[{format_number(r['diff_ci_low'])}, {format_number(r['diff_ci_high'])}]" if (
           r["diff"] != "") else ""
-      lines.append(f"| {r['group']} | {r['n']} | {_number(r['mean'])} ± {_number(r['std'])} | {ci} "
-                   f"| {_number(r['diff'])} | {diff_ci} | {_number(r['p_value'], 3)} "
+      lines.append(f"| {r['group']} | {r['n']} | {format_number(r['mean'])} ± "
+                   f"{format_number(r['std'])} | {ci} | {r['baseline']} "
+                   f"| {format_number(r['diff'])} | {diff_ci} | {format_number(r['p_value'], 3)} "
                    f"| {r['verdict']}{note} |")
     lines.append("")
   return "\n".join(lines)

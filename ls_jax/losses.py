@@ -447,8 +447,8 @@ def distillation_loss(
     raise ValueError(f"{function}: temperature must be > 0, got {temperature}.")
   if np.ndim(weight) == 0 and isinstance(weight, concrete) and not 0 <= weight <= 1:
     raise ValueError(f"{function}: weight must be in [0, 1], got {weight}.")
-  temperature = _checked_scalar(function, "temperature", temperature, below_one=False)
-  weight = _checked_scalar(function, "weight", weight, below_one=False)
+  temperature = _checked_scalar(function, "temperature", temperature, 0.0)  # > 0: above.
+  weight = _checked_scalar(function, "weight", weight, 0.0)  # <= 1: above.
 
   dtype = _compute_dtype(student_logits)
   hard = smoothed_cross_entropy(student_logits, labels, label_smoothing, where=where)

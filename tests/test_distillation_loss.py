@@ -167,7 +167,7 @@ def test_bfloat16_teacher_is_upcast():
     (dict(temperature=2.0, weight=1.5), r"weight must be in \[0, 1\], got 1.5"),
     (dict(temperature=2.0, weight=-0.1), r"weight must be in \[0, 1\], got -0.1"),
     (dict(temperature=2.0, weight=0.5, label_smoothing=1.0),
-     r"label_smoothing must be in \[0, 1\), got 1.0"),
+     r"label_smoothing must be in \[-1, 1\), got 1.0"),
 ])
 def test_bad_scalars_raise_value_error(kwargs, message):
   student, teacher, labels = random_inputs(10)

@@ -8,7 +8,7 @@
   python scripts/study_kd.py all --teachers ... --students ... --digits ...
 
 Each study writes `<out>/<study>/` (default `docs/results/<study>/`). The runs come from
-configs/sweeps/kd_teachers.py, kd_students.py and projection_digits.py (see scripts/reproduce_kd.sh);
+configs/sweeps/kd_teachers.py, kd_students.py and projection_digits.py (scripts/reproduce_kd.sh);
 the analysis is `ls_jax.kd_study` on top of `ls_jax.analysis`. Seeds pair runs throughout.
 """
 import argparse
@@ -153,8 +153,8 @@ def projection(args) -> None:
       "folded in as Müller et al. 2019 do; Fig. 1 there). Tightness "
       "(`ls_jax.analysis.cluster_tightness`): mean distance to the own class centroid over mean "
       "distance between centroids, in the plane (the figure's three classes) and in the full "
-      "penultimate space (every class). Lower is tighter. Δ is paired by seed with CE; the verdict "
-      "names a direction only where the 95% CI excludes 0. The figure shows one seed.",
+      "penultimate space (every class). Lower is tighter. Δ is paired by seed with CE; the "
+      "verdict names a direction only where the 95% CI excludes 0. The figure shows one seed.",
       "",
       "Published: Müller et al. 2019, Fig. 1 (CIFAR-10, CIFAR-100, ImageNet): with LS the "
       "clusters are tighter and equidistant from the other templates, on train and test."]
@@ -210,7 +210,8 @@ def information(args) -> None:
   curves = {a: {seed: kd_study.information_over_training(
       run.workdir, x, args.class_pair, num_draws=args.draws, max_shift=args.max_shift,
       noise_std=args.noise_std) for seed, run in seeds.items()} for a, seeds in groups.items()}
-  steps = sorted(set.intersection(*(set(c) for by_seed in curves.values() for c in by_seed.values())))
+  steps = sorted(set.intersection(*(set(curve) for by_seed in curves.values()
+                                     for curve in by_seed.values())))
   rows = []
   for step in steps:
     rows += kd_study.compare_to_ce({a: {seed: c[step] for seed, c in by_seed.items()}
@@ -225,7 +226,7 @@ def information(args) -> None:
   ax.legend(fontsize=7)
   header = provenance(teachers) + [
       "",
-      f"Müller et al. 2019 §4.1's estimator (`ls_jax.analysis.gaussian_mutual_information`): X is "
+      "Müller et al. 2019 §4.1's estimator (`ls_jax.analysis.gaussian_mutual_information`): X is "
       f"one of N = {args.examples} training examples ({args.examples // 2} of each of classes "
       f"{args.class_pair[0]} and {args.class_pair[1]}, the first in the training split), Y the "
       f"teacher's logit difference z_{args.class_pair[0]} − z_{args.class_pair[1]} on L = "

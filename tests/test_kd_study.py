@@ -4,7 +4,6 @@ The end-to-end test trains 8 runs of 20 steps (two teachers and two students, se
 runs every study on them with small N, L and attack sets; the full tiny mode (every point of the
 three sweeps) is marked slow.
 """
-import json
 import os
 import pathlib
 import subprocess
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs.sweeps import kd_students, kd_teachers
+from configs.sweeps import kd_teachers
 from ls_jax import analysis, kd_study, models, sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -189,7 +188,7 @@ def test_distillation_rows_pair_students_by_seed_with_no_teacher_and_the_ce_teac
   assert vs_ce["diff"] == pytest.approx(np.mean([-0.05, -0.04, -0.07]))
   assert vs_ce["verdict"] == "worse"
   assert accuracy[("student", 0.1, 8.0, "no teacher")]["verdict"] == "no difference detected (n=3)"
-  assert ("student", 0.1, 8.0, "CE teacher, same T") not in accuracy  # No CE-teacher student at T=8.
+  assert ("student", 0.1, 8.0, "CE teacher, same T") not in accuracy  # No CE student at T=8.
   assert accuracy[("student", 0.0, 2.0, "no teacher")]["verdict"] == "improves"
   assert accuracy[("student", "no teacher", "", "")]["mean"] == pytest.approx(0.61)
   claims = {c["source"]: c["ours"] for c in kd_study.distillation_claims(rows)}

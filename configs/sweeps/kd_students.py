@@ -13,9 +13,9 @@ a teacher.
 
 Points: teachers a in {0, 0.1, 0.3} x T in {1, 2, 4, 8}, plus the student alone: 13 points x 5
 seeds = 65 runs. The weight on the distillation term is w = 0.5 for all: an even mix of the two
-terms of Hinton et al. (2015)'s loss `(1 - w) CE + w T^2 KL`. Both count, so a harmful teacher can show up as
-a worse student, and a useful one as a better student, without retuning w per T (the T^2 factor
-already keeps the soft term's gradients on one scale across T).
+terms of Hinton et al. (2015)'s loss `(1 - w) CE + w T^2 KL`. Both count, so a harmful teacher
+can show up as a worse student, and a useful one as a better student, without retuning w per T
+(the T^2 factor already keeps the soft term's gradients on one scale across T).
 Names: `mnist1d-mlp_teacher=ls0.1_T=4_seed3`, and `mnist1d-mlp_seed3` for the student alone.
 """
 import pathlib

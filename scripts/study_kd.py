@@ -75,6 +75,7 @@ def write_study(out: pathlib.Path, title: str, header: list[str],
     csv_rows += [{"table": heading, **{k: r.get(k, "") for k in keys},
                   **{k: r.get(k, "") for k in STAT_COLUMNS}} for r in rows]
   figure_path = out / f"{out.name}.png"
+  figure.tight_layout()
   figure.savefig(figure_path, dpi=120, bbox_inches="tight")
   plt.close(figure)
   lines += [f"![{title}]({figure_path.name})", ""]
@@ -261,7 +262,7 @@ def extrapolation(args) -> None:
                 for r in kd_study.compare_to_ce(values[p], None, probe=p)]
   attacks = [r for p in values if not p.startswith(("scale", "noise"))
              for r in kd_study.compare_to_ce(values[p], "higher", probe=p)]
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+  fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
   for a in sorted({r["label_smoothing"] for r in confidence}):
     mine = {r["probe"]: r for r in confidence + attacks if r["label_smoothing"] == a}
     _band(axes[0], args.scales, [mine[f"scale={s:g}"] for s in args.scales], _ls_label(a))

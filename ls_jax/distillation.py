@@ -50,11 +50,22 @@ def load_teacher(config: ml_collections.ConfigDict, replicate) -> Teacher:
                               ("data.name", config.data.name, teacher_config["data"]["name"])):
     if ours != theirs:
       raise UserError(f"teacher {workdir} has {field}={theirs!r}, the student {ours!r}")
-  state = checkpointing.read_state_arrays(workdir / "checkpoints" / str(steps[-1]))
+  model, variables = saved_model(workdir, steps[-1])
+  return Teacher(model=model, variables=jax.tree.map(lambda x: replicate(np.asarray(x)), variables),
+                 workdir=str(workdir))
+
+
+def saved_model(workdir: pathlib.Path, step: int) -> tuple[flax.linen.Module, dict[str, Any]]:
+  """The model of the run in `workdir` (from its config.json) and its NumPy variables at `step`.
+
+  Reads `checkpoints/<step>` on any topology (`checkpointing.read_state_arrays`); the variables
+  are `{'params': ...}`, plus `'batch_stats'` for BatchNorm models.
+  """
+  config = json.loads((pathlib.Path(workdir) / "config.json").read_text())
+  state = checkpointing.read_state_arrays(pathlib.Path(workdir) / "checkpoints" / str(step))
   variables = {"params": state["params"]}
   if state.get("batch_stats") is not None:
     variables["batch_stats"] = state["batch_stats"]
-  model = models.get_model(teacher_config["model"]["name"], num_classes=config.num_classes,
-                           dtype=jnp.dtype(teacher_config["compute_dtype"]))
-  return Teacher(model=model, variables=jax.tree.map(lambda x: replicate(np.asarray(x)), variables),
-                 workdir=str(workdir))
+  model = models.get_model(config["model"]["name"], num_classes=config["num_classes"],
+                           dtype=jnp.dtype(config["compute_dtype"]))
+  return model, variables

@@ -6,7 +6,11 @@ A sweep file (`configs/sweeps/*.py`) is plain Python with `get_sweep(arg: str) -
    "points": [{"loss.label_smoothing": 0.1}, ...],   # override dicts (configs/sweeps/common.py)
    "seeds": range(10)}
 
-Every point runs once per seed. A point's `config` key replaces the base config for that point.
+Every point runs once per seed. Two keys of a point are not config fields: `config` replaces the
+base config for that point, and `name` replaces its overrides in the workdir name (for overrides
+that are long, such as a teacher's path, or that do not define the experiment, such as checkpoint
+intervals). A string value may hold `{seed}`, replaced by the run's seed: a student distilled from
+the teacher of the same seed (configs/sweeps/kd_students.py).
 `scripts/sweep.py` runs them; this module holds what the runner, its tests and the analysis share.
 """
 import importlib.util
@@ -60,14 +64,15 @@ def _format(value: Any) -> str:
   return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def workdir_name(config: str, overrides: dict[str, Any], seed: int) -> str:
+def workdir_name(config: str, overrides: dict[str, Any], seed: int, label: str = "") -> str:
   """A stable, readable, filesystem-safe name: `mnist1d-mlp_loss.label_smoothing=0.1_seed3`.
 
-  The config file's stem and variant, then the overrides in the order the sweep file gives them.
+  The config file's stem and variant, then `label` if given, else the overrides in the order the
+  sweep file gives them.
   """
   path, variant = split_spec(config)
   parts = [pathlib.Path(path).stem + (f"-{variant}" if variant else "")]
-  parts += [f"{key}={_format(value)}" for key, value in overrides.items()]
+  parts += [label] if label else [f"{key}={_format(value)}" for key, value in overrides.items()]
   parts.append(f"seed{seed}")
   return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))
 
@@ -81,9 +86,10 @@ def runs(sweep: dict[str, Any], seeds: list[int] | None = None) -> list[Run]:
   result, names = [], set()
   for seed in sweep["seeds"] if seeds is None else seeds:
     for point in sweep["points"]:
-      overrides = {k: v for k, v in point.items() if k != "config"}
+      overrides = {k: v.replace("{seed}", str(seed)) if isinstance(v, str) else v
+                   for k, v in point.items() if k not in ("config", "name")}
       config = point.get("config", sweep["config"])
-      name = workdir_name(config, overrides, seed)
+      name = workdir_name(config, overrides, seed, point.get("name", ""))
       if name in names:
         raise ValueError(f"two runs of the sweep are both named {name} (a repeated point?)")
       names.add(name)

@@ -449,8 +449,8 @@ def distillation_loss(
     raise ValueError(f"{function}: temperature must be > 0, got {temperature}.")
   if np.ndim(weight) == 0 and isinstance(weight, concrete) and not 0 <= weight <= 1:
     raise ValueError(f"{function}: weight must be in [0, 1], got {weight}.")
-  temperature = _checked_scalar(function, "temperature", temperature, below_one=False)
-  weight = _checked_scalar(function, "weight", weight, below_one=False)
+  temperature = _checked_scalar(function, "temperature", temperature, low=0.0)
+  weight = _checked_scalar(function, "weight", weight, low=0.0)
 
   dtype = _compute_dtype(student_logits)
   hard = smoothed_cross_entropy(student_logits, labels, label_smoothing, where=where)
@@ -903,8 +903,8 @@ def _checked_linear_inputs(
       raise ValueError(
           f"{function}: where must be a boolean array of shape hidden.shape[:-1] = {batch_shape}, "
           f"got {where.dtype} {where.shape}.")
-  label_smoothing = _checked_scalar(function, "label_smoothing", label_smoothing, below_one=True)
-  z_loss = _checked_scalar(function, "z_loss", z_loss, below_one=False)
+  label_smoothing = _checked_scalar(function, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+  z_loss = _checked_scalar(function, "z_loss", z_loss, low=0.0)
   dtype = _linear_compute_dtype(hidden, kernel)
   scalars = [None if isinstance(value, numbers.Real) and value == 0 else jnp.asarray(value, dtype)
              for value in (label_smoothing, z_loss)]

@@ -103,3 +103,5 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
                       ("data.in_memory", True), ("parallelism", "jit")):
       check(name, fields[name] == off, f"must be {off!r} for a language model "
             f"(model.name={fields['model.name']!r})")
+    check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
+          "must be in [0, 1) for a language model (the fused loss has no negative smoothing)")

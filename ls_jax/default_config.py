@@ -70,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_steps = 1000
   config.parallelism = "jit"  # jit (NamedSharding over a data mesh) | pmap
+  # Devices on the mesh's `model` axis (jit only): > 1 splits a language model's vocabulary
+  # (embedding, output layer, fused loss) over them; the other axis, `data`, splits the batch.
+  config.model_axis_size = 1
   config.nonfinite_loss = "stop"  # stop | skip (skip the update and count it)
 
   config.log_every_steps = 100

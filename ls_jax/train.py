@@ -78,18 +78,24 @@ def objective(logits: jax.Array, labels: jax.Array, targets: Optional[jax.Array]
 
 
 def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,
-                    labels: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+                    labels: jax.Array, config: ml_collections.ConfigDict,
+                    vocab_mesh: Optional[jax.sharding.Mesh] = None) -> jax.Array:
   """Mean label-smoothed CE (+ z-loss) of the next tokens `labels` over the non-padding ones.
 
   The output layer is applied inside `losses.linear_smoothed_cross_entropy`, chunk by chunk over
-  the vocabulary, so no `(tokens, V)` logits exist in the forward or the backward pass.
+  the vocabulary, so no `(tokens, V)` logits exist in the forward or the backward pass. With
+  `vocab_mesh`, `losses.vocab_parallel_linear_smoothed_cross_entropy` splits V over its `model`
+  axis and the tokens over `data`.
   """
   hidden = model.apply(variables, tokens, where=tokens != tokenizer.PAD_ID, train=True)
   kernel = model.apply(variables, method="output_kernel")
   where = labels != tokenizer.PAD_ID
-  per_token = losses.linear_smoothed_cross_entropy(
-      hidden, kernel, labels, config.loss.label_smoothing, where=where, z_loss=config.lm.z_loss,
-      chunk_size=config.lm.chunk_size)
+  loss_fn = losses.linear_smoothed_cross_entropy
+  if vocab_mesh is not None:
+    loss_fn = functools.partial(losses.vocab_parallel_linear_smoothed_cross_entropy,
+                                mesh=vocab_mesh)
+  per_token = loss_fn(hidden, kernel, labels, config.loss.label_smoothing, where=where,
+                      z_loss=config.lm.z_loss, chunk_size=config.lm.chunk_size)
   return per_token.sum() / jnp.maximum(where.sum(), 1)
 
 
@@ -127,13 +133,16 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
                base_rng: jax.Array, teacher_variables: Optional[dict[str, Any]] = None, *,
                model: flax.linen.Module, config: ml_collections.ConfigDict,
                teacher_model: Optional[flax.linen.Module] = None,
-               axis_name: Optional[str] = None) -> tuple[TrainState, dict[str, jax.Array]]:
+               axis_name: Optional[str] = None,
+               vocab_mesh: Optional[jax.sharding.Mesh] = None,
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch (or on a device's shard under pmap, `axis_name` set).
 
   The step's metrics are added to `metric_sums` on device, so the host reads them once per
   logging interval instead of once per step. With a teacher (`ls_jax.distillation`), its logits
   on the same inputs enter the loss; it gets no gradient. A language model's batch holds input
-  tokens as "image" and the next tokens as "label", both `[batch, seq_len]`.
+  tokens as "image" and the next tokens as "label", both `[batch, seq_len]`; with `vocab_mesh`,
+  its loss is split over the vocabulary on the mesh's `model` axis.
   """
   language_model = config.model.name in models.LANGUAGE_MODELS
   rng = jax.random.fold_in(base_rng, state.step)
@@ -151,7 +160,8 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
   def loss_fn(params):
     variables = model_variables(state, params)
     if language_model:
-      return next_token_loss(model, variables, images, batch["label"], config), (None, None)
+      return next_token_loss(model, variables, images, batch["label"], config,
+                             vocab_mesh), (None, None)
     if state.batch_stats is not None:
       logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     else:
@@ -282,11 +292,14 @@ def create_train_state(rng: jax.Array, model: flax.linen.Module, input_shape: tu
       first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def data_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D mesh over all devices (of all processes), axis `data`, with sharding left to GSPMD."""
-  devices = jax.devices() if devices is None else devices
-  return jax.sharding.Mesh(np.asarray(devices), ("data",),
-                           axis_types=(jax.sharding.AxisType.Auto,))
+def data_mesh(devices=None, model_axis_size: int = 1) -> jax.sharding.Mesh:
+  """A mesh over all devices (of all processes), with sharding left to GSPMD: 1-D, axis `data`,
+  or with `model_axis_size > 1`, 2-D `(data, model)`, consecutive devices on one `model` row."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if model_axis_size == 1:
+    return jax.sharding.Mesh(devices, ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.sharding.Mesh(devices.reshape(-1, model_axis_size), ("data", "model"),
+                           axis_types=(jax.sharding.AxisType.Auto,) * 2)
 
 
 @dataclasses.dataclass
@@ -298,6 +311,29 @@ class Parallelism:
   @property
   def replicated(self):
     return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+  @property
+  def vocab_parallel(self) -> bool:
+    """Whether the mesh has a `model` axis: a language model's vocabulary is split over it."""
+    return self.mesh.shape.get("model", 1) > 1
+
+  def state_sharding(self, state: TrainState):
+    """Replicated, except on a `model` axis: there the vocabulary-sized parameters (token
+    embedding `[V, d]`, untied output kernel `[d, V]`) and their optimizer moments are split over
+    `model` along V, as `losses.vocab_parallel_linear_smoothed_cross_entropy` reads them."""
+    if not self.vocab_parallel:
+      return self.replicated
+    spec = jax.sharding.PartitionSpec
+
+    def sharding(path, _):
+      keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+      if keys[-1] == "embedding" and "token_embed" in keys:
+        return jax.sharding.NamedSharding(self.mesh, spec("model", None))
+      if keys[-1] == "output_kernel":
+        return jax.sharding.NamedSharding(self.mesh, spec(None, "model"))
+      return self.replicated
+
+    return jax.tree_util.tree_map_with_path(sharding, state)
 
   @property
   def data_sharded(self):
@@ -317,10 +353,12 @@ class Parallelism:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
 
-  def compile_step(self, model, config, *, resident_data: bool, teacher_model=None):
+  def compile_step(self, model, config, *, resident_data: bool, teacher_model=None,
+                   state_sharding=None):
     """The jitted (or pmapped) step. With `resident_data`, it takes the device-resident training
     split and the epoch's order (`ResidentFeed`) and gathers its own batch; else a host batch.
-    Its last argument is the teacher's variables (None without distillation)."""
+    Its last argument is the teacher's variables (None without distillation). `state_sharding`
+    is `self.state_sharding(state)` (default: replicated)."""
     kwargs = dict(model=model, config=config, teacher_model=teacher_model)
     if self.strategy == "pmap":
       return jax.pmap(functools.partial(train_step, axis_name="data", **kwargs), axis_name="data",
@@ -333,9 +371,12 @@ class Parallelism:
     else:
       step = functools.partial(train_step, **kwargs)
       inputs = (self.data_sharded,)
-    return jax.jit(step, in_shardings=(self.replicated, self.replicated, *inputs, self.replicated,
+    if self.vocab_parallel:
+      step = functools.partial(step, vocab_mesh=self.mesh)
+    state_sharding = state_sharding or self.replicated
+    return jax.jit(step, in_shardings=(state_sharding, self.replicated, *inputs, self.replicated,
                                        self.replicated),
-                   out_shardings=(self.replicated, self.replicated), donate_argnums=(0, 1))
+                   out_shardings=(state_sharding, self.replicated), donate_argnums=(0, 1))
 
   def replicate_array(self, x: np.ndarray) -> jax.Array:
     """A host array, identical on every process, as one replicated global array."""
@@ -344,7 +385,7 @@ class Parallelism:
   def to_device(self, state: TrainState) -> TrainState:
     if self.strategy == "pmap":
       return flax.jax_utils.replicate(state, self.local_devices)
-    return jax.device_put(state, self.replicated)
+    return jax.device_put(state, self.state_sharding(state))
 
   def new_metric_sums(self, names: tuple[str, ...] = METRIC_NAMES) -> dict[str, jax.Array]:
     if self.strategy == "pmap":
@@ -412,10 +453,10 @@ def make_feed(split: input_pipeline.Split, config, parallelism: Parallelism,
 # Evaluation.
 
 
-def compile_eval_outputs(model, config, parallelism: Parallelism):
+def compile_eval_outputs(model, config, parallelism: Parallelism, state_sharding=None):
   """The jitted forward pass of evaluation (`eval_outputs`), compiled once per run."""
   return jax.jit(functools.partial(eval_outputs, model=model, config=config),
-                 in_shardings=(parallelism.replicated, parallelism.data_sharded,
+                 in_shardings=(state_sharding or parallelism.replicated, parallelism.data_sharded,
                                parallelism.data_sharded),
                  out_shardings=parallelism.data_sharded)
 
@@ -581,7 +622,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
   `devices` defaults to every device of every process; `restart` moves an existing run aside.
   """
-  mesh = data_mesh(devices)
+  mesh = data_mesh(devices, config.model_axis_size)
   from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
   config_checks.validate(config, reference=default_config.get_config(), device_count=mesh.size)
@@ -604,9 +645,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   # model. The step's randomness (augmentation, mixing) stays on threefry `fold_in(seed, step)`.
   init_rng = jax.random.key(config.seed, impl="rbg")
   step_rng = jax.random.key(config.seed)
-  state = jax.jit(functools.partial(create_train_state, model=model, input_shape=input_shape,
-                                    tx=tx, input_dtype=input_dtype),
-                  out_shardings=parallelism.replicated)(init_rng)
+  init = functools.partial(create_train_state, model=model, input_shape=input_shape, tx=tx,
+                           input_dtype=input_dtype)
+  state_sharding = parallelism.state_sharding(jax.eval_shape(init, init_rng))
+  state = jax.jit(init, out_shardings=state_sharding)(init_rng)
   state = run.restore_or_keep(state)
   start_step = int(state.step)
   if start_step and is_main:
@@ -622,8 +664,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     teacher = distillation.load_teacher(config, parallelism.replicate_array)
     teacher_model, teacher_variables = teacher.model, teacher.variables
   step_fn = parallelism.compile_step(model, config, resident_data=isinstance(feed, ResidentFeed),
-                                     teacher_model=teacher_model)
-  eval_forward = compile_eval_outputs(model, config, parallelism)
+                                     teacher_model=teacher_model, state_sharding=state_sharding)
+  eval_forward = compile_eval_outputs(model, config, parallelism, state_sharding)
   state = parallelism.to_device(state)
   step_metrics = metric_names(config)
   metric_sums = parallelism.new_metric_sums(step_metrics)

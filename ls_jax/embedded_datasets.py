@@ -132,7 +132,7 @@ class PydocText(tfds.core.GeneratorBasedBuilder):
     return {name: self._generate_examples(stream[lo:hi]) for name, (lo, hi) in bounds.items()}
 
   def _generate_examples(self, stream: np.ndarray):
-    for i, window in enumerate(token_windows(stream, self.WINDOW)):
+    for i, window in enumerate(tokenizer.token_windows(stream, self.WINDOW)):
       yield i, {"tokens": window}
 
 
@@ -145,15 +145,6 @@ def pydoc_words() -> list[str]:
     text = "\n".join(line for line in topics.topics[key].splitlines() if not rule.fullmatch(line))
     words += [*tokenizer.split_words(text), tokenizer.EOS]
   return words
-
-
-def token_windows(stream: np.ndarray, window: int) -> np.ndarray:
-  """`[num_windows, window]` windows at stride `window - 1`; the last one is padded with 0s."""
-  stride = window - 1
-  count = max(1, -(-(len(stream) - 1) // stride))
-  padded = np.zeros(count * stride + 1, stream.dtype)
-  padded[:len(stream)] = stream
-  return np.stack([padded[i * stride:i * stride + window] for i in range(count)])
 
 
 EMBEDDED_BUILDERS = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits, "pydoc_text": PydocText}

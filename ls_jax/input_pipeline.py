@@ -16,7 +16,10 @@ Two storage modes behind one interface (`Split.local_batch(indices)`):
 
 Language-model data (a `tokens` feature of fixed-length windows, e.g. the embedded `pydoc_text`)
 fits the same interface: `images` are the input tokens `window[:seq_len]` and `labels` the
-next tokens `window[1:seq_len + 1]`, `[examples, seq_len]` int32 both; id 0 is padding.
+next tokens `window[1:seq_len + 1]`, `[examples, seq_len]` int32 both; id 0 is padding. A
+TFDS dataset of raw `text` (e.g. `tiny_shakespeare`) is tokenized at load time by
+`ls_jax.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its training
+split, and each split's text is cut into windows of `seq_len + 1` tokens.
 
 Multi-host: every process computes the same global indices and keeps its contiguous slice
 (`process_index`), which `jax.make_array_from_process_local_data` reassembles into the global batch.
@@ -37,6 +40,7 @@ import numpy as np
 
 from ls_jax import losses
 from ls_jax import noise
+from ls_jax import tokenizer
 from ls_jax import errors
 from ls_jax.errors import UserError
 
@@ -190,12 +194,14 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
         f"--file_format=array_record --data_dir={builder.data_dir_root}` (or set "
         "--config.data.data_dir to where it is)")
   features = builder.info.features
-  language_model = "tokens" in features
+  language_model = "tokens" in features or "text" in features
   if not language_model and ("image" not in features or "label" not in features):
-    raise UserError(f"dataset {name!r} needs 'image' and 'label' features (or 'tokens'), it has "
-                    f"{sorted(features.keys())}")
+    raise UserError(f"dataset {name!r} needs 'image' and 'label' features (or 'tokens' or "
+                    f"'text'), it has {sorted(features.keys())}")
   vocabulary = None
-  if language_model:
+  if "text" in features and "tokens" not in features:
+    dataset_classes = None  # The vocabulary is built from the training text when it is read.
+  elif language_model:
     vocabulary = list(builder.info.metadata["vocabulary"])
     dataset_classes = len(vocabulary)
     window = features["tokens"].shape[0]
@@ -225,7 +231,10 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                        image_size=data_config.image_size))
     records = [source[i] for i in range(len(source))]
     if language_model:  # Inputs and next-token targets of each window.
-      tokens = np.stack([r["tokens"] for r in records])
+      if "tokens" in features:
+        tokens = np.stack([r["tokens"] for r in records])
+      else:
+        tokens = text_windows(records, purpose)
       images, labels = tokens[:, :data_config.seq_len], tokens[:, 1:data_config.seq_len + 1]
     else:
       images = np.stack([r["image"] for r in records])
@@ -236,6 +245,16 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
       raise UserError(f"dataset {name!r}, split {split_name!r}: {e}") from None
     return Split(split_name, labels=labels.astype(np.int32), images=images.astype(
         np.int32) if language_model else images)
+
+  def text_windows(records, purpose: str) -> np.ndarray:
+    nonlocal vocabulary
+    words = tokenizer.split_words("\n".join(
+        r["text"].decode("utf-8") if isinstance(r["text"], bytes) else str(r["text"])
+        for r in records))
+    if purpose == "training":  # Read first: the vocabulary of the other splits too.
+      vocabulary = tokenizer.build_vocabulary(words, num_classes)
+    ids = tokenizer.Tokenizer(vocabulary).encode_words(words)
+    return tokenizer.token_windows(np.asarray(ids, np.int32), data_config.seq_len + 1)
 
   train = open_split(data_config.train_split, "training")
   validation = open_split(data_config.validation_split, "validation")

@@ -9,6 +9,8 @@ import collections
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, EOS, UNK)  # Ids 0, 1, 2: padding is id 0.
 PAD_ID, EOS_ID, UNK_ID = range(3)
@@ -44,7 +46,19 @@ class Tokenizer:
     self._ids = {word: i for i, word in enumerate(self.vocabulary)}
 
   def encode(self, text: str) -> list[int]:
-    return [self._ids.get(word, UNK_ID) for word in split_words(text)]
+    return self.encode_words(split_words(text))
+
+  def encode_words(self, words: Iterable[str]) -> list[int]:
+    return [self._ids.get(word, UNK_ID) for word in words]
 
   def decode(self, ids: Iterable[int]) -> list[str]:
     return [self.vocabulary[int(i)] for i in ids]
+
+
+def token_windows(stream: np.ndarray, window: int) -> np.ndarray:
+  """`[num_windows, window]` windows at stride `window - 1`; the last one is padded with 0s."""
+  stride = window - 1
+  count = max(1, -(-(len(stream) - 1) // stride))
+  padded = np.zeros(count * stride + 1, stream.dtype)
+  padded[:len(stream)] = stream
+  return np.stack([padded[i * stride:i * stride + window] for i in range(count)])

@@ -43,6 +43,8 @@ _SMALL_MODEL = {"model.name": "resnet20"}
     ("cifar10", "resnet20,runlocal", {}),
     ("cifar100", "preact_resnet18,runlocal", _SMALL_MODEL),
     ("imagenet", "runlocal", _SMALL_MODEL), ("lm_pydoc", "runlocal", {}),
+    ("lm_tiny_shakespeare", "runlocal", {"lm.num_layers": 1, "lm.embed_dim": 32,
+                                         "data.seq_len": 4}),  # Mock texts are short.
     pytest.param("cifar100", "preact_resnet18,runlocal", {}, marks=pytest.mark.slow),
     pytest.param("imagenet", "runlocal", {}, marks=pytest.mark.slow),
 ])

@@ -51,9 +51,9 @@ def test_tokenizer_round_trips_and_maps_unknown_words_to_unk():
 
 def test_windows_cover_each_token_once_as_a_target_and_pad_the_last():
   stream = np.arange(1, 11, dtype=np.int32)  # 10 tokens, windows of 4 at stride 3.
-  windows = embedded_datasets.token_windows(stream, 4)
+  windows = tokenizer.token_windows(stream, 4)
   np.testing.assert_array_equal(windows, [[1, 2, 3, 4], [4, 5, 6, 7], [7, 8, 9, 10]])
-  windows = embedded_datasets.token_windows(stream[:9], 4)
+  windows = tokenizer.token_windows(stream[:9], 4)
   np.testing.assert_array_equal(windows[-1], [7, 8, 9, 0])
   targets = windows[:, 1:][windows[:, 1:] != 0]
   np.testing.assert_array_equal(np.sort(targets), stream[1:9])
@@ -68,7 +68,7 @@ def test_pydoc_dataset_is_the_tokenized_contiguous_blocks_with_the_train_vocabul
   tok = tokenizer.Tokenizer(dataset.vocabulary)
   ids = np.asarray([tok.encode(w)[0] if w != "<eos>" else tokenizer.EOS_ID for w in words])
   for split, lo, hi in zip((dataset.train, dataset.validation, dataset.test), bounds, bounds[1:]):
-    expected = embedded_datasets.token_windows(ids[lo:hi].astype(np.int32), 65)
+    expected = tokenizer.token_windows(ids[lo:hi].astype(np.int32), 65)
     # TFDS stores the windows in its own order: compare as sets of rows.
     got = np.concatenate([split.images, split.labels[:, -1:]], axis=1)
     np.testing.assert_array_equal(got[np.lexsort(got.T[::-1])],

@@ -622,10 +622,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
   `devices` defaults to every device of every process; `restart` moves an existing run aside.
   """
-  mesh = data_mesh(devices, config.model_axis_size)
   from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
-  config_checks.validate(config, reference=default_config.get_config(), device_count=mesh.size)
+  devices = jax.devices() if devices is None else devices
+  config_checks.validate(config, reference=default_config.get_config(), device_count=len(devices))
+  mesh = data_mesh(devices, config.model_axis_size)
   run = checkpointing.RunDirectory(workdir, config, restart=restart)
   is_main = jax.process_index() == 0
 

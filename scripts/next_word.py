@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
   prompts = args.prompt or list(DEFAULT_PROMPTS)
   runs = [next_word_probabilities(w, prompts) for w in args.workdirs]
   width = 26
+  for (method, *_), workdir in zip(runs, args.workdirs):
+    print(f"{method}: {workdir}")
   for i, prompt in enumerate(prompts):
     print(f'\nprompt "{prompt}" -> tokens: {runs[0][1][i]}')
-    print(f"{'rank':<5}" + "".join(f"{f'{m} ({w.name})':<{width}}"
-                                   for (m, *_), w in zip(runs, args.workdirs)))
+    print(f"{'rank':<5}" + "".join(f"{method:>16}{'':<{width - 16}}" for method, *_ in runs))
     tops = [np.argsort(-p[i], kind="stable")[:args.top] for _, _, p, _ in runs]
     for rank in range(args.top):
       print(f"{rank + 1:<5}" + "".join(

@@ -204,6 +204,20 @@ def test_lm_trains_its_loss_falls_and_results_hold_per_token_metrics(tmp_path):
   np.testing.assert_allclose(predictions["test_nll"].mean(), results["nll"], rtol=1e-6)
   assert predictions["test_correct"].mean() == results["accuracy"]
 
+  # scripts/next_word.py on this run: a distribution over the vocabulary after the prompt.
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "next_word.py"
+  spec = importlib.util.spec_from_file_location("next_word", path)
+  next_word = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(next_word)
+  method, read, probabilities, vocabulary = next_word.next_word_probabilities(
+      tmp_path, ["Hello, how are", "zyzzyva"])
+  assert method == "CE" and read == ["hello , how are", "<unk>"] and len(vocabulary) == 2048
+  assert probabilities.shape == (2, 2048)
+  np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+  assert next_word.main([str(tmp_path), "--prompt", "the value of"]) == 0
+
 
 @pytest.mark.parametrize("model_axis_size", [1, 2])
 def test_an_interrupted_lm_run_resumes_bit_identically(tmp_path, model_axis_size):
@@ -249,3 +263,18 @@ def test_a_classifier_on_token_data_is_a_one_line_error(tmp_path):
   config = tiny_config(**{"model.name": "mlp"})
   with pytest.raises(UserError, match=r"model.name='mlp' does not fit dataset 'pydoc_text'"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"mixup.alpha": 0.2}, r"mixup.alpha=0.2: must be 0.0 for a language model"),
+    ({"loss.label_smoothing": -0.1}, r"loss.label_smoothing=-0.1: must be in \[0, 1\) for a "),
+    ({"model_axis_size": 3}, r"model_axis_size=3: must be a positive integer that divides the 8"),
+    ({"model_axis_size": 2, "model.name": "mlp"}, r"model_axis_size=2: a model axis splits"),
+    ({"lm.embed_dim": 31}, r"lm.embed_dim=31: must be divisible by lm.num_heads=2"),
+    ({"data.seq_len": 80}, r"config.data.seq_len=80: dataset 'pydoc_text' has windows of 65"),
+])
+def test_bad_lm_config_values_are_one_line_errors(tmp_path, overrides, message):
+  from ls_jax.errors import UserError
+  with pytest.raises(UserError, match=message) as error:
+    train.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
+  assert "\n" not in str(error.value)

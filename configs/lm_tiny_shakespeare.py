@@ -1,4 +1,4 @@
-"""Next-token language model on TFDS `tiny_shakespeare` (Karpathy's char-rnn text), for accelerators.
+"""Next-token language model on TFDS `tiny_shakespeare` (char-rnn text), for accelerators.
 
   tfds build tiny_shakespeare --file_format=array_record --data_dir=DATA_DIR   # once, online
   python scripts/train.py --config=configs/lm_tiny_shakespeare.py --config.data.data_dir=DATA_DIR \

@@ -19,8 +19,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import checkpointing, input_pipeline, tokenizer, train  # pylint: disable=g-import-not-at-top
-from ls_jax.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from ls_jax import checkpointing, input_pipeline, tokenizer, train
+from ls_jax.metrics_writer import method_name
+# pylint: enable=g-import-not-at-top
 
 # The seed example of the README, then prompts of the corpus (the Python Language Reference).
 DEFAULT_PROMPTS = ("hello how are", "the value of the", "an object is", "if the")

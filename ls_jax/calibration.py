@@ -105,9 +105,16 @@ def _equal_width_bin_index(confidence: np.ndarray, edges: np.ndarray) -> np.ndar
 
 def reliability_bins(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> ReliabilityBins:
   """Per-bin mean confidence, accuracy and count over equal-width (lower, upper] confidence bins."""
-  _check_num_bins(num_bins)
   probs, labels = _as_probabilities_and_labels(probs, labels)
-  confidence, correct = _confidence_and_correct(probs, labels)
+  return confidence_reliability_bins(*_confidence_and_correct(probs, labels), num_bins)
+
+
+def confidence_reliability_bins(
+    confidence: ArrayLike, correct: ArrayLike, num_bins: int = 15) -> ReliabilityBins:
+  """`reliability_bins` from each prediction's top-1 confidence and correctness (for predictions
+  whose probability vectors are too large to keep, such as a language model's next tokens)."""
+  _check_num_bins(num_bins)
+  confidence, correct = _checked_confidence_and_correct(confidence, correct)
   edges = np.linspace(0.0, 1.0, num_bins + 1)
   index = _equal_width_bin_index(confidence, edges)
   count = np.bincount(index, minlength=num_bins)
@@ -134,11 +141,26 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
   in `(m/M, (m+1)/M]`. 15 bins is the usual setting (Guo 2017,
   Müller 2019).
   """
-  _check_num_bins(num_bins)
   probs, labels = _as_probabilities_and_labels(probs, labels)
-  confidence, correct = _confidence_and_correct(probs, labels)
+  return confidence_calibration_error(*_confidence_and_correct(probs, labels), num_bins)
+
+
+def confidence_calibration_error(
+    confidence: ArrayLike, correct: ArrayLike, num_bins: int = 15) -> float:
+  """`expected_calibration_error` from each prediction's top-1 confidence and correctness."""
+  _check_num_bins(num_bins)
+  confidence, correct = _checked_confidence_and_correct(confidence, correct)
   index = _equal_width_bin_index(confidence, np.linspace(0.0, 1.0, num_bins + 1))
   return _calibration_error_of_bins(confidence, correct, index, num_bins)
+
+
+def _checked_confidence_and_correct(
+    confidence: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+  confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct)
+  if confidence.ndim != 1 or correct.shape != confidence.shape or not len(confidence):
+    raise ValueError(f"Expected confidence and correct of the same shape (n,) with n > 0, got "
+                     f"{confidence.shape} and {correct.shape}.")
+  return confidence, correct.astype(np.float64)
 
 
 def adaptive_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:

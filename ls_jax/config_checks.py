@@ -89,3 +89,27 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
         "fractions of num_steps, each in (0, 1)")
   check("data.augment", fields["data.augment"] != "inception" or not fields["data.in_memory"],
         "inception crops are host-side: set data.in_memory=False")
+  for name in ("data.seq_len", "lm.num_layers", "lm.num_heads", "lm.embed_dim", "lm.mlp_dim",
+               "lm.chunk_size"):
+    check(name, isinstance(fields[name], int) and fields[name] > 0, "must be a positive integer")
+  check("lm.embed_dim", fields["lm.embed_dim"] % fields["lm.num_heads"] == 0,
+        f"must be divisible by lm.num_heads={fields['lm.num_heads']}")
+  check("lm.z_loss", fields["lm.z_loss"] >= 0, "must be >= 0")
+  check("model_axis_size", isinstance(fields["model_axis_size"], int)
+        and fields["model_axis_size"] > 0 and device_count % fields["model_axis_size"] == 0,
+        f"must be a positive integer that divides the {device_count} devices")
+  if fields["model_axis_size"] > 1:
+    check("model_axis_size", fields["model.name"] in models.LANGUAGE_MODELS,
+          "a model axis splits a language model's vocabulary; classifiers use 1")
+    check("model_axis_size", fields["num_classes"] % fields["model_axis_size"] == 0,
+          f"must divide the vocabulary, num_classes={fields['num_classes']}")
+  if fields["model.name"] in models.LANGUAGE_MODELS:
+    # The next-token loss is smoothed CE (+ z-loss) over the vocabulary, nothing else yet.
+    for name, off in (("loss.confidence_penalty", 0.0), ("mixup.alpha", 0.0),
+                      ("cutmix.alpha", 0.0), ("data.label_noise.rate", 0.0),
+                      ("distill.teacher_workdir", ""), ("data.augment", "none"),
+                      ("data.in_memory", True), ("parallelism", "jit")):
+      check(name, fields[name] == off, f"must be {off!r} for a language model "
+            f"(model.name={fields['model.name']!r})")
+    check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
+          "must be in [0, 1) for a language model (the fused loss has no negative smoothing)")

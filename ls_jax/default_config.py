@@ -12,7 +12,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds init, data order, augmentation, mixing and label noise.
-  config.num_classes = 10
+  config.num_classes = 10  # For a language model, the vocabulary size.
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist1d"  # A TFDS name, or an embedded one: mnist1d, sklearn_digits.
@@ -25,9 +25,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.augment = "none"  # none | crop_flip (CIFAR, on device) | inception (host).
   config.data.image_size = 224  # Streaming (ImageNet) crop size.
   config.data.label_noise = ml_collections.ConfigDict({"rate": 0.0, "kind": "symmetric"})
+  # Language models: tokens per training sequence; windows of the data are cut to seq_len + 1.
+  config.data.seq_len = 64
 
   config.model = ml_collections.ConfigDict({"name": "cnn1d"})
   config.compute_dtype = "float32"  # bfloat16: bf16 activations, fp32 params and loss math.
+
+  # Next-token language models (model.name=transformer_lm, num_classes = vocabulary size): the
+  # decoder's size, and the fused output layer + loss (`losses.linear_smoothed_cross_entropy`).
+  config.lm = ml_collections.ConfigDict()
+  config.lm.num_layers = 2
+  config.lm.num_heads = 4
+  config.lm.embed_dim = 128
+  config.lm.mlp_dim = 512
+  config.lm.tie_embedding = True  # Output layer = token embedding transposed (Press & Wolf 2017).
+  config.lm.z_loss = 0.0  # Weight of logsumexp(z)^2 per token (PaLM, T5X use 1e-4).
+  config.lm.chunk_size = 2048  # Vocabulary columns per chunk of the fused loss (its default).
 
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0
@@ -57,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_steps = 1000
   config.parallelism = "jit"  # jit (NamedSharding over a data mesh) | pmap
+  # Devices on the mesh's `model` axis (jit only): > 1 splits a language model's vocabulary
+  # (embedding, output layer, fused loss) over them; the other axis, `data`, splits the batch.
+  config.model_axis_size = 1
   config.nonfinite_loss = "stop"  # stop | skip (skip the update and count it)
 
   config.log_every_steps = 100

@@ -5,13 +5,20 @@
   seed 42), so our numbers are comparable to the paper's (CNN 94% test accuracy).
 * `sklearn_digits`: the 8x8 handwritten digits bundled with scikit-learn (1797 images), split
   80/20 by a fixed permutation (seed 0), stratification not needed at this size.
+* `pydoc_text`: English text for next-token language models, the Python Language Reference's
+  topics that ship with every CPython in `pydoc_data.topics` (PSF licence), tokenized by words
+  (`ls_jax.tokenizer`) and cut into windows; the vocabulary is stored with the dataset.
 
-Importing this module registers both builders with TFDS. They are written once, as `array_record`
+Importing this module registers the builders with TFDS. They are written once, as `array_record`
 files, under the data_dir (by default `~/.cache/ls_jax/tfds`), and read back with
 `tfds.data_source` like any prepared TFDS dataset.
 """
+import re
+
 import numpy as np
 import tensorflow_datasets as tfds
+
+from ls_jax import tokenizer
 
 _MNIST1D_CITATION = """@article{greydanus2020scaling,
   title={Scaling down deep learning}, author={Greydanus, Sam}, journal={arXiv:2011.14439}, year={2020}}"""
@@ -81,4 +88,63 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
       yield int(i), {"image": images[i], "label": int(labels[i])}
 
 
-EMBEDDED_BUILDERS = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits}
+class PydocText(tfds.core.GeneratorBasedBuilder):
+  """Next-token windows of the Python Language Reference topics (`pydoc_data.topics`).
+
+  The 79 topics (about 115k words; "assert", "assignment", ... "with") are concatenated in
+  alphabetical order of their keys, each followed by `<eos>`, after dropping the lines that only
+  underline headings or draw table borders (`*****`, `+---+`). The word stream is cut into
+  contiguous blocks: the first 80% is `train`, the next 10% `validation`, the last 10% `test`, so
+  no window spans two splits. The vocabulary (`info.metadata["vocabulary"]`) is the 2048 - 3 most
+  frequent words of `train` plus `<pad>`, `<eos>`, `<unk>`; it covers 98.6% of the training
+  words. Each block is cut into windows of `WINDOW = 65` tokens at a stride of 64, so that the
+  64 next-token targets of the windows cover each token once; the last window of a split is
+  padded with `<pad>` (id 0). The text is the running Python's: another Python version gives
+  another (similar) dataset, and `metadata["python_version"]` records which.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  VOCABULARY_SIZE = 2048
+  WINDOW = 65  # seq_len + 1: inputs are tokens[:-1], targets tokens[1:].
+  SPLIT_FRACTIONS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Python Language Reference topics (pydoc_data.topics), word tokens, "
+                    f"windows of {self.WINDOW}; vocabulary in metadata['vocabulary'].",
+        features=tfds.features.FeaturesDict({
+            "tokens": tfds.features.Tensor(shape=(self.WINDOW,), dtype=np.int32)}),
+        metadata=tfds.core.MetadataDict(),
+        license="Python Software Foundation License (the text of pydoc_data.topics)",
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    import platform  # pylint: disable=g-import-not-at-top
+    words = pydoc_words()
+    bounds = {name: (int(lo * len(words)), int(hi * len(words)))
+              for name, (lo, hi) in self.SPLIT_FRACTIONS.items()}
+    vocabulary = tokenizer.build_vocabulary(words[slice(*bounds["train"])], self.VOCABULARY_SIZE)
+    self.info.metadata.update(vocabulary=vocabulary, python_version=platform.python_version())
+    ids = {word: i for i, word in enumerate(vocabulary)}
+    stream = np.asarray([ids.get(w, tokenizer.UNK_ID) for w in words], np.int32)
+    return {name: self._generate_examples(stream[lo:hi]) for name, (lo, hi) in bounds.items()}
+
+  def _generate_examples(self, stream: np.ndarray):
+    for i, window in enumerate(tokenizer.token_windows(stream, self.WINDOW)):
+      yield i, {"tokens": window}
+
+
+def pydoc_words() -> list[str]:
+  """The words of `pydoc_data.topics` as `PydocText` uses them, `<eos>` after each topic."""
+  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  rule = re.compile(r"\s*[-=*~^+|]{3,}\s*")  # Heading underlines and table borders.
+  words = []
+  for key in sorted(topics.topics):
+    text = "\n".join(line for line in topics.topics[key].splitlines() if not rule.fullmatch(line))
+    words += [*tokenizer.split_words(text), tokenizer.EOS]
+  return words
+
+
+EMBEDDED_BUILDERS = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits, "pydoc_text": PydocText}

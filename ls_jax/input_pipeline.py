@@ -14,6 +14,13 @@ Two storage modes behind one interface (`Split.local_batch(indices)`):
 * streaming (ImageNet): records are decoded and augmented on the host (inception crop) by a
   grain thread pool that prefetches whole batches ahead of the step.
 
+Language-model data (a `tokens` feature of fixed-length windows, e.g. the embedded `pydoc_text`)
+fits the same interface: `images` are the input tokens `window[:seq_len]` and `labels` the
+next tokens `window[1:seq_len + 1]`, `[examples, seq_len]` int32 both; id 0 is padding. A
+TFDS dataset of raw `text` (e.g. `tiny_shakespeare`) is tokenized at load time by
+`ls_jax.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its training
+split, and each split's text is cut into windows of `seq_len + 1` tokens.
+
 Multi-host: every process computes the same global indices and keeps its contiguous slice
 (`process_index`), which `jax.make_array_from_process_local_data` reassembles into the global batch.
 """
@@ -33,6 +40,7 @@ import numpy as np
 
 from ls_jax import losses
 from ls_jax import noise
+from ls_jax import tokenizer
 from ls_jax import errors
 from ls_jax.errors import UserError
 
@@ -84,6 +92,7 @@ class Dataset:
   validation: Split
   test: Split
   noise_report: Optional[noise.NoisyLabels] = None
+  vocabulary: Optional[list[str]] = None  # Language models: the word of each token id.
 
 
 def global_batch_indices(step: int, *, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
@@ -185,11 +194,23 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
         f"--file_format=array_record --data_dir={builder.data_dir_root}` (or set "
         "--config.data.data_dir to where it is)")
   features = builder.info.features
-  if "image" not in features or "label" not in features:
-    raise UserError(f"dataset {name!r} needs 'image' and 'label' features, it has "
-                    f"{sorted(features.keys())}")
-  # A ClassLabel knows its class count; a plain integer label is range-checked when loaded.
-  dataset_classes = getattr(features["label"], "num_classes", None)
+  language_model = "tokens" in features or "text" in features
+  if not language_model and ("image" not in features or "label" not in features):
+    raise UserError(f"dataset {name!r} needs 'image' and 'label' features (or 'tokens' or "
+                    f"'text'), it has {sorted(features.keys())}")
+  vocabulary = None
+  if "text" in features and "tokens" not in features:
+    dataset_classes = None  # The vocabulary is built from the training text when it is read.
+  elif language_model:
+    vocabulary = list(builder.info.metadata["vocabulary"])
+    dataset_classes = len(vocabulary)
+    window = features["tokens"].shape[0]
+    if data_config.seq_len + 1 > window:
+      raise UserError(f"config.data.seq_len={data_config.seq_len}: dataset {name!r} has windows "
+                      f"of {window} tokens, so seq_len must be at most {window - 1}")
+  else:
+    # A ClassLabel knows its class count; a plain integer label is range-checked when loaded.
+    dataset_classes = getattr(features["label"], "num_classes", None)
   if dataset_classes is not None and dataset_classes != num_classes:
     raise UserError(f"config.num_classes={num_classes} but dataset {name!r} has "
                     f"{dataset_classes} classes")
@@ -209,13 +230,31 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                        train=purpose == "training" and data_config.augment == "inception",
                        image_size=data_config.image_size))
     records = [source[i] for i in range(len(source))]
-    images = np.stack([r["image"] for r in records])
-    labels = np.asarray([r["label"] for r in records], np.int64)
+    if language_model:  # Inputs and next-token targets of each window.
+      if "tokens" in features:
+        tokens = np.stack([r["tokens"] for r in records])
+      else:
+        tokens = text_windows(records, purpose)
+      images, labels = tokens[:, :data_config.seq_len], tokens[:, 1:data_config.seq_len + 1]
+    else:
+      images = np.stack([r["image"] for r in records])
+      labels = np.asarray([r["label"] for r in records], np.int64)
     try:
       losses.check_labels(labels, num_classes)
     except ValueError as e:
       raise UserError(f"dataset {name!r}, split {split_name!r}: {e}") from None
-    return Split(split_name, labels=labels.astype(np.int32), images=images)
+    return Split(split_name, labels=labels.astype(np.int32), images=images.astype(
+        np.int32) if language_model else images)
+
+  def text_windows(records, purpose: str) -> np.ndarray:
+    nonlocal vocabulary
+    words = tokenizer.split_words("\n".join(
+        r["text"].decode("utf-8") if isinstance(r["text"], bytes) else str(r["text"])
+        for r in records))
+    if purpose == "training":  # Read first: the vocabulary of the other splits too.
+      vocabulary = tokenizer.build_vocabulary(words, num_classes)
+    ids = tokenizer.Tokenizer(vocabulary).encode_words(words)
+    return tokenizer.token_windows(np.asarray(ids, np.int32), data_config.seq_len + 1)
 
   train = open_split(data_config.train_split, "training")
   validation = open_split(data_config.validation_split, "validation")
@@ -230,7 +269,7 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
               else noise.asymmetric_label_noise)
     noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
-  return Dataset(name, num_classes, train, validation, test, noise_report)
+  return Dataset(name, num_classes, train, validation, test, noise_report, vocabulary)
 
 
 def _quietly(function):

@@ -78,14 +78,16 @@ class Progress:
     self._num_steps = num_steps
 
   def update(self, step: int, summary: dict[str, float]) -> None:
+    # A language model's step has no accuracy (its logits are never built there).
+    accuracy = {"acc": f"{summary['accuracy']:.3f}"} if "accuracy" in summary else {}
     if self._bar is not None:
       self._bar.update(step - self.last_step)
-      self._bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}")
+      self._bar.set_postfix(loss=f"{summary['loss']:.4f}", **accuracy)
     elif self.enabled:
       remaining = (self._num_steps - step) / max(summary["steps_per_second"], 1e-9)
       print(f"step {step}/{self._num_steps}  loss {summary['loss']:.4f}  "
-            f"acc {summary['accuracy']:.3f}  {summary['steps_per_second']:.0f} steps/s  "
-            f"eta {remaining:.0f}s", flush=True)
+            + "".join(f"{name} {value}  " for name, value in accuracy.items())
+            + f"{summary['steps_per_second']:.0f} steps/s  eta {remaining:.0f}s", flush=True)
     self.last_step = step
 
   def close(self) -> None:

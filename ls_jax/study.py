@@ -45,6 +45,8 @@ METRICS = (
     Metric("adaptive_ece", "adaptive_ece", "lower"),
     Metric("brier", "brier", "lower"),
     Metric("mean_confidence", "mean_confidence", None),
+    Metric("perplexity", "perplexity", "lower"),  # Language models (per token), as is entropy.
+    Metric("entropy", "entropy", None),
     Metric("temperature", "temperature", None),
     Metric("ts_nll", "temperature_scaled.nll", "lower"),
     Metric("ts_ece", "temperature_scaled.ece", "lower"),
@@ -89,7 +91,7 @@ def load_run(workdir: pathlib.Path) -> dict[str, Any] | None:
     return None
   results = json.loads(path.read_text())
   results["workdir"] = str(workdir)
-  if (workdir / "predictions.npz").exists():
+  if (workdir / "predictions.npz").exists() and "perplexity" not in results:  # Classifiers' logits.
     results["selective"] = selective_from_predictions(workdir / "predictions.npz")
   return results
 

@@ -8,6 +8,12 @@ with an explicit `pmean`.
 Reproducibility: the data order is a function of (seed, step) (see `input_pipeline`), and the
 step's randomness is `fold_in(seed, step)`. A resumed run therefore replays exactly the
 uninterrupted one, bit for bit on CPU.
+
+Two tasks share the loop: classification (logits from the model, `objective`), and next-token
+language modelling (`config.model.name` in `models.LANGUAGE_MODELS`), whose model returns hidden
+states and whose output layer is fused into the loss (`next_token_loss`), so that the
+(tokens, vocabulary) logits are never built in the step; evaluation then computes per-token
+metrics one batch at a time (`next_token_outputs`).
 """
 import dataclasses
 import functools
@@ -32,6 +38,7 @@ from ls_jax import interrupts
 from ls_jax import losses
 from ls_jax import mixing
 from ls_jax import models
+from ls_jax import tokenizer
 from ls_jax.errors import UserError
 from ls_jax.metrics_writer import MetricsWriter, Progress, method_name
 
@@ -70,6 +77,28 @@ def objective(logits: jax.Array, labels: jax.Array, targets: Optional[jax.Array]
   return per_example
 
 
+def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,
+                    labels: jax.Array, config: ml_collections.ConfigDict,
+                    vocab_mesh: Optional[jax.sharding.Mesh] = None) -> jax.Array:
+  """Mean label-smoothed CE (+ z-loss) of the next tokens `labels` over the non-padding ones.
+
+  The output layer is applied inside `losses.linear_smoothed_cross_entropy`, chunk by chunk over
+  the vocabulary, so no `(tokens, V)` logits exist in the forward or the backward pass. With
+  `vocab_mesh`, `losses.vocab_parallel_linear_smoothed_cross_entropy` splits V over its `model`
+  axis and the tokens over `data`.
+  """
+  hidden = model.apply(variables, tokens, where=tokens != tokenizer.PAD_ID, train=True)
+  kernel = model.apply(variables, method="output_kernel")
+  where = labels != tokenizer.PAD_ID
+  loss_fn = losses.linear_smoothed_cross_entropy
+  if vocab_mesh is not None:
+    loss_fn = functools.partial(losses.vocab_parallel_linear_smoothed_cross_entropy,
+                                mesh=vocab_mesh)
+  per_token = loss_fn(hidden, kernel, labels, config.loss.label_smoothing, where=where,
+                      z_loss=config.lm.z_loss, chunk_size=config.lm.chunk_size)
+  return per_token.sum() / jnp.maximum(where.sum(), 1)
+
+
 def mix_batch(rng: jax.Array, images: jax.Array, labels: jax.Array,
               config: ml_collections.ConfigDict) -> tuple[jax.Array, Optional[jax.Array]]:
   """Mixup / CutMix inside the step; returns (inputs, soft targets or None when not mixing)."""
@@ -87,37 +116,52 @@ def mix_batch(rng: jax.Array, images: jax.Array, labels: jax.Array,
 
 
 METRIC_NAMES = ("loss", "accuracy", "mean_confidence", "grad_norm")
+# A language model's step never has its logits: token accuracy and confidence come from evaluation.
+LANGUAGE_MODEL_METRIC_NAMES = ("loss", "grad_norm")
 
 
-def zero_metric_sums() -> dict[str, jax.Array]:
-  return {name: jnp.zeros((), jnp.float32) for name in METRIC_NAMES}
+def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return (LANGUAGE_MODEL_METRIC_NAMES if config.model.name in models.LANGUAGE_MODELS
+          else METRIC_NAMES)
+
+
+def zero_metric_sums(names: tuple[str, ...] = METRIC_NAMES) -> dict[str, jax.Array]:
+  return {name: jnp.zeros((), jnp.float32) for name in names}
 
 
 def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict[str, jax.Array],
                base_rng: jax.Array, teacher_variables: Optional[dict[str, Any]] = None, *,
                model: flax.linen.Module, config: ml_collections.ConfigDict,
                teacher_model: Optional[flax.linen.Module] = None,
-               axis_name: Optional[str] = None) -> tuple[TrainState, dict[str, jax.Array]]:
+               axis_name: Optional[str] = None,
+               vocab_mesh: Optional[jax.sharding.Mesh] = None,
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch (or on a device's shard under pmap, `axis_name` set).
 
   The step's metrics are added to `metric_sums` on device, so the host reads them once per
   logging interval instead of once per step. With a teacher (`ls_jax.distillation`), its logits
-  on the same inputs enter the loss; it gets no gradient.
+  on the same inputs enter the loss; it gets no gradient. A language model's batch holds input
+  tokens as "image" and the next tokens as "label", both `[batch, seq_len]`; with `vocab_mesh`,
+  its loss is split over the vocabulary on the mesh's `model` axis.
   """
+  language_model = config.model.name in models.LANGUAGE_MODELS
   rng = jax.random.fold_in(base_rng, state.step)
   augment_rng, mix_rng = jax.random.split(rng)
-  dtype = jnp.dtype(config.compute_dtype)
-  images = input_pipeline.normalize(batch["image"], config.data.name, dtype)
-  if config.data.augment == "crop_flip":
-    images = input_pipeline.random_crop_flip(augment_rng, images)
-  images, targets = mix_batch(mix_rng, images, batch["label"], config)
-  teacher_logits = None
+  images, targets, teacher_logits = batch["image"], None, None
+  if not language_model:
+    images = input_pipeline.normalize(images, config.data.name, jnp.dtype(config.compute_dtype))
+    if config.data.augment == "crop_flip":
+      images = input_pipeline.random_crop_flip(augment_rng, images)
+    images, targets = mix_batch(mix_rng, images, batch["label"], config)
   if teacher_model is not None:
     teacher_logits = jax.lax.stop_gradient(
         teacher_model.apply(teacher_variables, images, train=False))
 
   def loss_fn(params):
     variables = model_variables(state, params)
+    if language_model:
+      return next_token_loss(model, variables, images, batch["label"], config,
+                             vocab_mesh), (None, None)
     if state.batch_stats is not None:
       logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     else:
@@ -138,13 +182,10 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
       num_nonfinite_steps=state.num_nonfinite_steps + (~finite).astype(jnp.int32),
       first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
                                      updated.step - 1, state.first_nonfinite_step))
-  probs = jax.nn.softmax(logits)
-  metrics = {
-      "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "mean_confidence": jnp.mean(jnp.max(probs, -1)),
-      "grad_norm": grad_norm,
-  }
+  metrics = {"loss": loss, "grad_norm": grad_norm}
+  if not language_model:
+    metrics["accuracy"] = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    metrics["mean_confidence"] = jnp.mean(jnp.max(jax.nn.softmax(logits), -1))
   if axis_name is not None:
     metrics = jax.lax.pmean(metrics, axis_name)
   return state, jax.tree.map(jnp.add, metric_sums, metrics)
@@ -165,10 +206,37 @@ def train_step_on_resident_data(state: TrainState, metric_sums: dict[str, jax.Ar
   return train_step(state, metric_sums, batch, base_rng, teacher_variables, **step_kwargs)
 
 
-def eval_logits(state: TrainState, images: jax.Array, *, model: flax.linen.Module,
-                config: ml_collections.ConfigDict) -> jax.Array:
+def eval_outputs(state: TrainState, images: jax.Array, labels: jax.Array, *,
+                 model: flax.linen.Module,
+                 config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  """What evaluation keeps of one batch: a classifier's logits, or a language model's per-token
+  numbers (`next_token_outputs`)."""
+  variables = model_variables(state, state.params)
+  if config.model.name in models.LANGUAGE_MODELS:
+    return next_token_outputs(model, variables, images, labels)
   images = input_pipeline.normalize(images, config.data.name, jnp.dtype(config.compute_dtype))
-  return model.apply(model_variables(state, state.params), images, train=False)
+  return {"logits": model.apply(variables, images, train=False)}
+
+
+def next_token_outputs(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,
+                       labels: jax.Array) -> dict[str, jax.Array]:
+  """Per next token `[batch, seq_len]`: top-1 confidence and correctness, NLL and the entropy of
+  the predicted distribution, and `where` (not padding).
+
+  Only this batch's logits exist, for the length of this function: a split's worth of
+  (tokens, V) logits would not fit in memory at vocabulary scale.
+  """
+  hidden = model.apply(variables, tokens, where=tokens != tokenizer.PAD_ID, train=False)
+  logits = jnp.dot(hidden, model.apply(variables, method="output_kernel"),
+                   preferred_element_type=jnp.float32).astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits)
+  return {
+      "confidence": jnp.exp(jnp.max(log_probs, -1)),
+      "correct": jnp.argmax(logits, -1) == labels,
+      "nll": -jnp.take_along_axis(log_probs, labels[..., None], -1)[..., 0],
+      "entropy": losses.entropy(logits),
+      "where": labels != tokenizer.PAD_ID,
+  }
 
 
 def model_variables(state: TrainState, params) -> dict[str, Any]:
@@ -215,8 +283,8 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Grad
 
 
 def create_train_state(rng: jax.Array, model: flax.linen.Module, input_shape: tuple[int, ...],
-                       tx: optax.GradientTransformation) -> TrainState:
-  variables = model.init(rng, jnp.zeros((1,) + input_shape, jnp.float32), train=False)
+                       tx: optax.GradientTransformation, input_dtype=jnp.float32) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1,) + input_shape, input_dtype), train=False)
   return TrainState.create(
       apply_fn=model.apply, params=variables["params"], tx=tx,
       batch_stats=variables.get("batch_stats"),
@@ -224,11 +292,14 @@ def create_train_state(rng: jax.Array, model: flax.linen.Module, input_shape: tu
       first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def data_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D mesh over all devices (of all processes), axis `data`, with sharding left to GSPMD."""
-  devices = jax.devices() if devices is None else devices
-  return jax.sharding.Mesh(np.asarray(devices), ("data",),
-                           axis_types=(jax.sharding.AxisType.Auto,))
+def data_mesh(devices=None, model_axis_size: int = 1) -> jax.sharding.Mesh:
+  """A mesh over all devices (of all processes), with sharding left to GSPMD: 1-D, axis `data`,
+  or with `model_axis_size > 1`, 2-D `(data, model)`, consecutive devices on one `model` row."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if model_axis_size == 1:
+    return jax.sharding.Mesh(devices, ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.sharding.Mesh(devices.reshape(-1, model_axis_size), ("data", "model"),
+                           axis_types=(jax.sharding.AxisType.Auto,) * 2)
 
 
 @dataclasses.dataclass
@@ -240,6 +311,29 @@ class Parallelism:
   @property
   def replicated(self):
     return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+  @property
+  def vocab_parallel(self) -> bool:
+    """Whether the mesh has a `model` axis: a language model's vocabulary is split over it."""
+    return self.mesh.shape.get("model", 1) > 1
+
+  def state_sharding(self, state: TrainState):
+    """Replicated, except on a `model` axis: there the vocabulary-sized parameters (token
+    embedding `[V, d]`, untied output kernel `[d, V]`) and their optimizer moments are split over
+    `model` along V, as `losses.vocab_parallel_linear_smoothed_cross_entropy` reads them."""
+    if not self.vocab_parallel:
+      return self.replicated
+    spec = jax.sharding.PartitionSpec
+
+    def sharding(path, _):
+      keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+      if keys[-1] == "embedding" and "token_embed" in keys:
+        return jax.sharding.NamedSharding(self.mesh, spec("model", None))
+      if keys[-1] == "output_kernel":
+        return jax.sharding.NamedSharding(self.mesh, spec(None, "model"))
+      return self.replicated
+
+    return jax.tree_util.tree_map_with_path(sharding, state)
 
   @property
   def data_sharded(self):
@@ -259,10 +353,12 @@ class Parallelism:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharded, x), local_batch)
 
-  def compile_step(self, model, config, *, resident_data: bool, teacher_model=None):
+  def compile_step(self, model, config, *, resident_data: bool, teacher_model=None,
+                   state_sharding=None):
     """The jitted (or pmapped) step. With `resident_data`, it takes the device-resident training
     split and the epoch's order (`ResidentFeed`) and gathers its own batch; else a host batch.
-    Its last argument is the teacher's variables (None without distillation)."""
+    Its last argument is the teacher's variables (None without distillation). `state_sharding`
+    is `self.state_sharding(state)` (default: replicated)."""
     kwargs = dict(model=model, config=config, teacher_model=teacher_model)
     if self.strategy == "pmap":
       return jax.pmap(functools.partial(train_step, axis_name="data", **kwargs), axis_name="data",
@@ -275,9 +371,12 @@ class Parallelism:
     else:
       step = functools.partial(train_step, **kwargs)
       inputs = (self.data_sharded,)
-    return jax.jit(step, in_shardings=(self.replicated, self.replicated, *inputs, self.replicated,
+    if self.vocab_parallel:
+      step = functools.partial(step, vocab_mesh=self.mesh)
+    state_sharding = state_sharding or self.replicated
+    return jax.jit(step, in_shardings=(state_sharding, self.replicated, *inputs, self.replicated,
                                        self.replicated),
-                   out_shardings=(self.replicated, self.replicated), donate_argnums=(0, 1))
+                   out_shardings=(state_sharding, self.replicated), donate_argnums=(0, 1))
 
   def replicate_array(self, x: np.ndarray) -> jax.Array:
     """A host array, identical on every process, as one replicated global array."""
@@ -286,12 +385,12 @@ class Parallelism:
   def to_device(self, state: TrainState) -> TrainState:
     if self.strategy == "pmap":
       return flax.jax_utils.replicate(state, self.local_devices)
-    return jax.device_put(state, self.replicated)
+    return jax.device_put(state, self.state_sharding(state))
 
-  def new_metric_sums(self) -> dict[str, jax.Array]:
+  def new_metric_sums(self, names: tuple[str, ...] = METRIC_NAMES) -> dict[str, jax.Array]:
     if self.strategy == "pmap":
-      return flax.jax_utils.replicate(zero_metric_sums(), self.local_devices)
-    return jax.jit(zero_metric_sums, out_shardings=self.replicated)()
+      return flax.jax_utils.replicate(zero_metric_sums(names), self.local_devices)
+    return jax.jit(functools.partial(zero_metric_sums, names), out_shardings=self.replicated)()
 
   def read_metric_sums(self, sums: dict[str, jax.Array]) -> dict[str, float]:
     fetched = jax.device_get(sums)
@@ -354,39 +453,68 @@ def make_feed(split: input_pipeline.Split, config, parallelism: Parallelism,
 # Evaluation.
 
 
-def compile_eval_logits(model, config, parallelism: Parallelism):
-  """The jitted forward pass of evaluation, compiled once per run."""
-  return jax.jit(functools.partial(eval_logits, model=model, config=config),
-                 in_shardings=(parallelism.replicated, parallelism.data_sharded),
+def compile_eval_outputs(model, config, parallelism: Parallelism, state_sharding=None):
+  """The jitted forward pass of evaluation (`eval_outputs`), compiled once per run."""
+  return jax.jit(functools.partial(eval_outputs, model=model, config=config),
+                 in_shardings=(state_sharding or parallelism.replicated, parallelism.data_sharded,
+                               parallelism.data_sharded),
                  out_shardings=parallelism.data_sharded)
 
 
 def evaluate(state: TrainState, split: input_pipeline.Split, *, forward, config,
-             parallelism: Parallelism) -> tuple[np.ndarray, np.ndarray]:
-  """Logits and labels of a whole split (`forward` from `compile_eval_logits`), on every process."""
+             parallelism: Parallelism) -> dict[str, np.ndarray]:
+  """`forward`'s outputs (`compile_eval_outputs`) and the labels of every example of a split, as
+  float32 / int / bool NumPy arrays on every process, under the names `eval_outputs` gives them
+  plus "label"."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   devices = parallelism.mesh.size
   batch_size = -(-config.eval_batch_size // devices) * devices
-  all_logits, all_labels = [], []
+  kept = []
   for batch in input_pipeline.eval_batches(split, batch_size=batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
-    mask = batch.pop("mask")
-    images = jax.make_array_from_process_local_data(parallelism.data_sharded, batch["image"])
-    logits = forward(state, images)
-    local = {"logits": logits, "label": batch["label"], "mask": mask}
+    images, labels, mask = (jax.make_array_from_process_local_data(parallelism.data_sharded, x)
+                            for x in (batch["image"], batch["label"], batch["mask"]))
+    outputs = {**forward(state, images, labels), "label": labels, "mask": mask}
     if jax.process_count() > 1:
-      gathered = multihost_utils.process_allgather(
-          {"logits": logits, "label": jax.make_array_from_process_local_data(
-              parallelism.data_sharded, batch["label"]),
-           "mask": jax.make_array_from_process_local_data(parallelism.data_sharded, mask)},
-          tiled=True)
+      gathered = multihost_utils.process_allgather(outputs, tiled=True)
     else:
-      gathered = jax.device_get(local)
-    keep = np.asarray(gathered["mask"], bool)
-    all_logits.append(np.asarray(gathered["logits"], np.float32)[keep])
-    all_labels.append(np.asarray(gathered["label"])[keep])
-  return np.concatenate(all_logits), np.concatenate(all_labels)
+      gathered = jax.device_get(outputs)
+    keep = np.asarray(gathered.pop("mask"), bool)
+    kept.append({name: np.asarray(x)[keep] for name, x in gathered.items()})
+  return {name: np.concatenate([batch[name] for batch in kept]).astype(
+      np.float32 if np.issubdtype(kept[0][name].dtype, np.floating) else kept[0][name].dtype)
+          for name in kept[0]}
+
+
+def split_metrics(outputs: dict[str, np.ndarray]) -> dict[str, float]:
+  """A split's metrics from `evaluate`: `calibration.calibration_metrics` of a classifier's
+  logits, or a language model's per-token metrics (`token_metrics`)."""
+  if "logits" in outputs:
+    return calibration.calibration_metrics(outputs["logits"], outputs["label"])
+  return token_metrics(next_tokens(outputs))
+
+
+def next_tokens(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """A language model's `evaluate` outputs `[sequences, seq_len]` as `[tokens]`, padding dropped."""
+  where = outputs["where"]
+  return {name: x[where] for name, x in outputs.items() if name != "where"}
+
+
+def token_metrics(tokens: dict[str, np.ndarray], num_bins: int = 15) -> dict[str, float]:
+  """Next-token accuracy, NLL, perplexity = exp(NLL), ECE over tokens (equal-width bins, as for
+  classifiers), mean top-1 confidence and mean entropy (nats) of the predicted distribution."""
+  nll = float(np.mean(tokens["nll"], dtype=np.float64))
+  return {
+      "accuracy": float(np.mean(tokens["correct"])),
+      "nll": nll,
+      "perplexity": float(np.exp(nll)),
+      "ece": calibration.confidence_calibration_error(tokens["confidence"], tokens["correct"],
+                                                      num_bins),
+      "mean_confidence": float(np.mean(tokens["confidence"], dtype=np.float64)),
+      "entropy": float(np.mean(tokens["entropy"], dtype=np.float64)),
+      "tokens": int(len(tokens["nll"])),
+  }
 
 
 def final_evaluation(state, dataset: input_pipeline.Dataset, *, forward, config,
@@ -394,12 +522,18 @@ def final_evaluation(state, dataset: input_pipeline.Dataset, *, forward, config,
   """Test metrics, plus temperature scaling fitted on validation (Guo et al. 2017).
 
   Also returns the predictions (float32 logits and labels of both splits) that analyses of a
-  finished run read from `predictions.npz`, without retraining.
+  finished run read from `predictions.npz`, without retraining. For a language model, the
+  metrics are `token_metrics` and the predictions are per next token (padding dropped):
+  `{val,test}_{confidence,correct,nll,entropy,labels}`, not logits (a split's logits are
+  tokens x V floats); there is no temperature scaling.
   """
-  val_logits, val_labels = evaluate(state, dataset.validation, forward=forward, config=config,
-                                    parallelism=parallelism)
-  test_logits, test_labels = evaluate(state, dataset.test, forward=forward, config=config,
-                                      parallelism=parallelism)
+  evaluate_split = functools.partial(evaluate, state, forward=forward, config=config,
+                                     parallelism=parallelism)
+  val_outputs, test_outputs = evaluate_split(dataset.validation), evaluate_split(dataset.test)
+  if "logits" not in test_outputs:
+    return next_token_evaluation(next_tokens(val_outputs), next_tokens(test_outputs))
+  val_logits, val_labels = val_outputs["logits"], val_outputs["label"]
+  test_logits, test_labels = test_outputs["logits"], test_outputs["label"]
   temperature = calibration.fit_temperature(val_logits, val_labels)
   scaled_logits = test_logits / temperature
   results = {
@@ -416,8 +550,25 @@ def final_evaluation(state, dataset: input_pipeline.Dataset, *, forward, config,
   return results, predictions
 
 
+def next_token_evaluation(
+    val_tokens: dict[str, np.ndarray],
+    test_tokens: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """`final_evaluation` of a language model, from the per-token outputs of both splits."""
+  results = {**token_metrics(test_tokens), "validation": token_metrics(val_tokens),
+             "reliability": _bins_json(calibration.confidence_reliability_bins(
+                 test_tokens["confidence"], test_tokens["correct"]))}
+  predictions = {f"{split}_{'labels' if name == 'label' else name}": x
+                 for split, tokens in (("val", val_tokens), ("test", test_tokens))
+                 for name, x in tokens.items()}
+  return results, predictions
+
+
 def _reliability_json(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
-  bins = calibration.reliability_bins(special.softmax(logits.astype(np.float64), axis=1), labels)
+  return _bins_json(calibration.reliability_bins(
+      special.softmax(logits.astype(np.float64), axis=1), labels))
+
+
+def _bins_json(bins: calibration.ReliabilityBins) -> dict[str, list]:
   as_list = lambda x: [None if np.isnan(v) else float(v) for v in np.asarray(x, np.float64)]
   return {"edges": as_list(bins.edges), "mean_confidence": as_list(bins.mean_confidence),
           "accuracy": as_list(bins.accuracy), "count": [int(c) for c in bins.count]}
@@ -471,28 +622,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
   `devices` defaults to every device of every process; `restart` moves an existing run aside.
   """
-  mesh = data_mesh(devices)
   from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
-  config_checks.validate(config, reference=default_config.get_config(), device_count=mesh.size)
+  devices = jax.devices() if devices is None else devices
+  config_checks.validate(config, reference=default_config.get_config(), device_count=len(devices))
+  mesh = data_mesh(devices, config.model_axis_size)
   run = checkpointing.RunDirectory(workdir, config, restart=restart)
   is_main = jax.process_index() == 0
 
   dataset = input_pipeline.load_dataset(config.data, num_classes=config.num_classes,
                                         seed=config.seed)
-  model = models.get_model(config.model.name, num_classes=config.num_classes,
-                           dtype=jnp.dtype(config.compute_dtype))
+  if (dataset.vocabulary is not None) != (config.model.name in models.LANGUAGE_MODELS):
+    raise UserError(f"config.model.name={config.model.name!r} does not fit dataset "
+                    f"{config.data.name!r}: language models ({', '.join(models.LANGUAGE_MODELS)}) "
+                    "train on token data, classifiers on labelled examples")
+  model = get_model(config)
   if config.parallelism == "pmap" and hasattr(model, "bn_axis_name"):
     model = model.clone(bn_axis_name="data")  # Batch statistics over all devices, as under jit.
-  input_shape = _example_shape(dataset.train, config)
+  input_shape, input_dtype = _example_shape(dataset.train, config)
   tx = make_optimizer(config.optimizer, config.num_steps)
   parallelism = Parallelism(config.parallelism, mesh)
   # The init draws from an `rbg` key: it compiles 2-3x faster than threefry for the same
   # model. The step's randomness (augmentation, mixing) stays on threefry `fold_in(seed, step)`.
   init_rng = jax.random.key(config.seed, impl="rbg")
   step_rng = jax.random.key(config.seed)
-  state = jax.jit(functools.partial(create_train_state, model=model, input_shape=input_shape,
-                                    tx=tx), out_shardings=parallelism.replicated)(init_rng)
+  init = functools.partial(create_train_state, model=model, input_shape=input_shape, tx=tx,
+                           input_dtype=input_dtype)
+  state_sharding = parallelism.state_sharding(jax.eval_shape(init, init_rng))
+  state = jax.jit(init, out_shardings=state_sharding)(init_rng)
   state = run.restore_or_keep(state)
   start_step = int(state.step)
   if start_step and is_main:
@@ -508,10 +665,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     teacher = distillation.load_teacher(config, parallelism.replicate_array)
     teacher_model, teacher_variables = teacher.model, teacher.variables
   step_fn = parallelism.compile_step(model, config, resident_data=isinstance(feed, ResidentFeed),
-                                     teacher_model=teacher_model)
-  eval_forward = compile_eval_logits(model, config, parallelism)
+                                     teacher_model=teacher_model, state_sharding=state_sharding)
+  eval_forward = compile_eval_outputs(model, config, parallelism, state_sharding)
   state = parallelism.to_device(state)
-  metric_sums = parallelism.new_metric_sums()
+  step_metrics = metric_names(config)
+  metric_sums = parallelism.new_metric_sums(step_metrics)
   schedule = learning_rate_schedule(config.optimizer, config.num_steps)
 
   progress = Progress(start_step, config.num_steps, enabled=is_main)
@@ -527,7 +685,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
         _check_finite(state, config, run, step)
         summary = {name: total / (step - progress.last_step)
                    for name, total in parallelism.read_metric_sums(metric_sums).items()}
-        metric_sums = parallelism.new_metric_sums()
+        metric_sums = parallelism.new_metric_sums(step_metrics)
         elapsed = time.perf_counter() - interval_start
         train_seconds += elapsed
         summary["learning_rate"] = float(schedule(step - 1))
@@ -535,10 +693,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
         writer.write_scalars(step, summary)
         progress.update(step, summary)
         if at_eval and step < config.num_steps:  # The final evaluation covers the last step.
-          logits, labels = evaluate(parallelism.from_device(state), dataset.validation,
-                                    forward=eval_forward, config=config, parallelism=parallelism)
-          writer.write_scalars(step, _validation_scalars(
-              calibration.calibration_metrics(logits, labels)))
+          outputs = evaluate(parallelism.from_device(state), dataset.validation,
+                             forward=eval_forward, config=config, parallelism=parallelism)
+          writer.write_scalars(step, _validation_scalars(split_metrics(outputs)))
         if at_checkpoint:
           run.save(step, parallelism.from_device(state),
                    train_seconds=train_seconds + run.previous_train_seconds)
@@ -578,17 +735,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
 def _validation_scalars(metrics: dict[str, float]) -> dict[str, float]:
   return {f"val/{name}": metrics[name]
-          for name in ("accuracy", "nll", "ece", "mean_confidence")}
+          for name in ("accuracy", "nll", "ece", "mean_confidence", "perplexity", "entropy")
+          if name in metrics}
 
 
 class Interrupted(Exception):
   """A clean stop on a signal, with a checkpoint written: the caller exits 0."""
 
 
-def _example_shape(split: input_pipeline.Split, config) -> tuple[int, ...]:
+def get_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
+  """The model `config` names; a language model gets its size from `config.lm`."""
+  kwargs = {}
+  if config.model.name in models.LANGUAGE_MODELS:
+    lm = config.lm
+    kwargs = dict(num_layers=lm.num_layers, num_heads=lm.num_heads, embed_dim=lm.embed_dim,
+                  mlp_dim=lm.mlp_dim, max_len=config.data.seq_len, tie_embedding=lm.tie_embedding)
+  return models.get_model(config.model.name, num_classes=config.num_classes,
+                          dtype=jnp.dtype(config.compute_dtype), **kwargs)
+
+
+def _example_shape(split: input_pipeline.Split, config) -> tuple[tuple[int, ...], jnp.dtype]:
+  """One example's shape and dtype (token ids are integers)."""
   if split.images is not None:
-    return split.images.shape[1:]
-  return (config.data.image_size, config.data.image_size, 3)
+    language_model = config.model.name in models.LANGUAGE_MODELS
+    return split.images.shape[1:], jnp.int32 if language_model else jnp.float32
+  return (config.data.image_size, config.data.image_size, 3), jnp.float32
 
 
 def _check_finite(state: TrainState, config, run, step: int) -> None:
@@ -605,6 +776,13 @@ def _check_finite(state: TrainState, config, run, step: int) -> None:
 def summary_line(results: dict[str, Any], config: ml_collections.ConfigDict, workdir: str) -> str:
   """A README-table row: what was trained, and the test metrics that answer the papers."""
   method = method_name(config.to_dict())
+  if "perplexity" in results:  # A language model: per-token metrics, no temperature scaling.
+    return ("| dataset | model | method | steps | token acc | perplexity | ECE | mean conf "
+            "| entropy | train s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            f"| {config.data.name} | {config.model.name} | {method} | {results['steps']} "
+            f"| {results['accuracy']:.4f} | {results['perplexity']:.2f} | {results['ece']:.4f} "
+            f"| {results['mean_confidence']:.4f} | {results['entropy']:.3f} "
+            f"| {results['train_seconds']:.1f} |\n(full results: {workdir}/results.json)")
   scaled = results["temperature_scaled"]
   return ("| dataset | model | method | steps | test acc | NLL | ECE | mean conf | T | ECE after TS "
           "| train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"

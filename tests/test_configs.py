@@ -17,7 +17,7 @@ from ls_jax import config_checks, errors, train
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(p.stem for p in CONFIG_DIR.glob("*.py")
                       if not p.stem.startswith("_") and p.stem != "common")
-EMBEDDED = {"mnist1d", "sklearn_digits"}
+EMBEDDED = {"mnist1d", "sklearn_digits", "pydoc_text"}
 
 
 def test_every_family_of_the_brief_has_a_config():
@@ -42,7 +42,9 @@ _SMALL_MODEL = {"model.name": "resnet20"}
     ("digits", "runlocal", {}), ("mnist", "runlocal", {}), ("fashion_mnist", "runlocal", {}),
     ("cifar10", "resnet20,runlocal", {}),
     ("cifar100", "preact_resnet18,runlocal", _SMALL_MODEL),
-    ("imagenet", "runlocal", _SMALL_MODEL),
+    ("imagenet", "runlocal", _SMALL_MODEL), ("lm_pydoc", "runlocal", {}),
+    ("lm_tiny_shakespeare", "runlocal", {"lm.num_layers": 1, "lm.embed_dim": 32,
+                                         "data.seq_len": 4}),  # Mock texts are short.
     pytest.param("cifar100", "preact_resnet18,runlocal", {}, marks=pytest.mark.slow),
     pytest.param("imagenet", "runlocal", {}, marks=pytest.mark.slow),
 ])

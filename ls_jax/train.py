@@ -482,9 +482,16 @@ def evaluate(state: TrainState, split: input_pipeline.Split, *, forward, config,
       gathered = jax.device_get(outputs)
     keep = np.asarray(gathered.pop("mask"), bool)
     kept.append({name: np.asarray(x)[keep] for name, x in gathered.items()})
-  return {name: np.concatenate([batch[name] for batch in kept]).astype(
+  arrays = {name: np.concatenate([batch[name] for batch in kept]).astype(
       np.float32 if np.issubdtype(kept[0][name].dtype, np.floating) else kept[0][name].dtype)
-          for name in kept[0]}
+            for name in kept[0]}
+  if not all(np.all(np.isfinite(x)) for x in arrays.values() if x.dtype == np.float32):
+    raise NonFiniteLoss(
+        f"the model's outputs on split {split.name!r} are not finite: the parameters diverged "
+        f"(by step {int(jax.device_get(state.step))}; nonfinite_loss=skip only skips updates whose "
+        "loss or gradient is already non-finite); the checkpoints are kept (lower the learning "
+        "rate)")
+  return arrays
 
 
 def split_metrics(outputs: dict[str, np.ndarray]) -> dict[str, float]:

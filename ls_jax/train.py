@@ -33,6 +33,7 @@ from scipy import special
 from ls_jax import calibration
 from ls_jax import checkpointing
 from ls_jax import distillation
+from ls_jax import host
 from ls_jax import input_pipeline
 from ls_jax import interrupts
 from ls_jax import losses
@@ -607,20 +608,7 @@ def environment_info(mesh: jax.sharding.Mesh) -> dict[str, Any]:
           "numpy_version": np.__version__, "python_version": platform.python_version(),
           "backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": mesh.size, "process_count": jax.process_count(),
-          "cpu_model": _cpu_model()}
-
-
-def _cpu_model() -> str:
-  """The host CPU's model name (Linux /proc/cpuinfo; elsewhere what `platform` knows)."""
-  import platform  # pylint: disable=g-import-not-at-top
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+          "cpu_model": host.cpu_model()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,

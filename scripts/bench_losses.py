@@ -25,7 +25,6 @@ import argparse
 import functools
 import os
 import pathlib
-import platform
 import random
 import statistics
 import sys
@@ -38,7 +37,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import optax  # pylint: disable=g-import-not-at-top
 
-from ls_jax import losses  # pylint: disable=g-import-not-at-top
+from ls_jax import host, losses  # pylint: disable=g-import-not-at-top
 
 LABEL_SMOOTHING = 0.1
 SHAPES = ((4096, 1000), (8192, 32000))
@@ -61,19 +60,9 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 }
 
 
-def cpu_model() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def machine_description() -> str:
   device = jax.devices()[0]
-  return (f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores available; jax {jax.__version__}, "
+  return (f"{host.cpu_model()}, {len(os.sched_getaffinity(0))} cores available; jax {jax.__version__}, "
           f"optax {optax.__version__}, backend {jax.default_backend()} ({device.device_kind}); "
           f"load average {os.getloadavg()[0]:.1f} at start")
 

@@ -21,7 +21,6 @@ costs.
 import argparse
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from configs import cifar10, mnist1d  # pylint: disable=g-import-not-at-top
-from ls_jax import input_pipeline, models, train
+from ls_jax import host, input_pipeline, models, train
 
 METHODS = {
     "CE": {},
@@ -45,12 +44,7 @@ METHODS = {
 
 
 def machine() -> str:
-  cpu = platform.processor()
-  try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if "model name" in l)
-  except (OSError, StopIteration):
-    pass
-  return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}, "
+  return (f"{host.cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}, "
           f"{jax.device_count()} device(s))")
 
 

@@ -117,4 +117,7 @@ def assert_trees_equal(a, b, *, exact: bool = True) -> None:
     if exact:
       np.testing.assert_array_equal(x, y)
     else:
-      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+      # Reductions ordered differently differ in the last float32 bit; over 40 Adam steps at
+      # lr 1e-2, gradients that are zero up to rounding turn that into steps of ~1e-5 (seen:
+      # 1.3e-5 on 4 of 1875 weights, 4 processes against 1). A real bug moves far more.
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=5e-5)

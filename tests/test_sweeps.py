@@ -100,7 +100,7 @@ def test_every_sweep_file_runs_end_to_end_tiny(tmp_path):
   for spec, match in [("calibration.py", "smoothing=0_|mixup"),
                       ("strength.py", "smoothing=0.95_"),
                       ("selective.py", "smoothing=0.05_"),
-                      ("noise.py", "asymmetric_.*rate=0.6_loss.label_smoothing=-0.3"),
+                      ("noise.py", "asymmetric_.*rate=0.4_loss.label_smoothing=-0.3"),
                       ("methods.py:select", "^digits_cutmix.alpha=1_")]:
     done = sweep_py(f"configs/sweeps/{spec}", "--out", out / spec.split(".")[0], "--match", match,
                     *TINY)  # Exit status 0: every run has results.json.

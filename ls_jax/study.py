@@ -108,8 +108,13 @@ def find_workdirs(paths: list[str]) -> list[pathlib.Path]:
 
 
 def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-  """The resolved config without seed and bookkeeping fields, as a hashable sorted tuple."""
-  flat = flatten(config)
+  """The resolved config without seed and bookkeeping fields, as a hashable sorted tuple.
+
+  A field that a run's config lacks (the run predates the field) counts as its default: a field
+  added later did not exist, so it changed nothing in that run.
+  """
+  from ls_jax import default_config  # pylint: disable=g-import-not-at-top
+  flat = {**flatten(default_config.get_config().to_dict()), **flatten(config)}
   return tuple(sorted((k, v) for k, v in flat.items()
                       if k != SEED_FIELD and k not in BOOKKEEPING_FIELDS))
 

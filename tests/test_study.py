@@ -46,6 +46,13 @@ def test_grouping_never_pools_runs_that_differ_in_anything_but_seed_and_bookkeep
   assert len(labels) == 3 and any("num_steps=50" in label for label in labels)
 
 
+def test_a_field_missing_from_an_older_run_counts_as_its_default():
+  old = fake_run(0, 0.9)
+  del old["config"]["eval_every_steps"], old["config"]["distill"]  # Fields added later.
+  assert study.experiment_key(old["config"]) == study.experiment_key(fake_run(1, 0.9)["config"])
+  assert len(study.group_runs([old, fake_run(1, 0.9), fake_run(2, 0.9, distill__weight=0.2)])) == 2
+
+
 def test_labels_are_unique_even_where_the_method_name_hides_a_difference():
   runs = [fake_run(0, 0.9, data__label_noise__kind=kind) for kind in ("symmetric", "asymmetric")]
   labels = {r["group"] for r in study.summarize(runs) if r["metric"] == "accuracy"}

@@ -20,7 +20,7 @@ import overlay_venv
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # What the core install promises not to need: importing the library must not load these.
 TRAINING_STACK = ("flax", "optax", "orbax", "tensorflow_datasets", "ml_collections", "absl", "grain",
-                  "matplotlib", "sklearn", "tensorboardX")
+                  "matplotlib", "sklearn", "tensorboard")
 
 
 def _copy_source(destination: pathlib.Path) -> pathlib.Path:

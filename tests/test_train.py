@@ -53,7 +53,15 @@ def test_run_writes_results_metrics_tensorboard_and_checkpoints(tmp_path):
   # Validation curves during training (eval_every_steps=20) and at the end.
   assert [l["step"] for l in lines if "val/ece" in l] == [20, 40]
   assert all(0 <= l["val/accuracy"] <= 1 for l in lines if "val/accuracy" in l)
-  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  # TensorBoard reads back the same scalars (its own event reader, not ours).
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  logged = [l for l in lines if "loss" in l]
+  assert [e.step for e in events.Scalars("loss")] == [l["step"] for l in logged]
+  np.testing.assert_allclose([e.value for e in events.Scalars("loss")],
+                             [l["loss"] for l in logged], rtol=1e-6)  # float32 in the events.
+  assert [e.step for e in events.Scalars("val/ece")] == [20, 40]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
       "20", "40"]
 

@@ -2,7 +2,7 @@
 # Every CPU experiment of issue 8: its sweep(s) into runs/, then its report into docs/results/<exp>/
 # (summary.csv, summary.md, PNGs), which the README's "Results" section shows.
 #
-#   scripts/reproduce_cpu.sh                          # all six experiments
+#   scripts/reproduce_cpu.sh                          # all six experiments, then kd (issue 9)
 #   scripts/reproduce_cpu.sh strength calibration     # a subset, in the order given
 #   TINY=1 scripts/reproduce_cpu.sh confidence        # smoke: 20 steps, seeds 0,1, in a temp dir
 #
@@ -56,9 +56,12 @@ noise() {
   sweep "$SWEEPS/noise.py" --out "$RUNS/noise" "${SEEDS[@]}"
   report noise "$RUNS/noise"
 }
-# Later studies (issue 9): add a function like the ones above (its sweep file, then
+# Issue 9 (kd) runs its own script; a new experiment adds a function like the ones above (its sweep file, then
 # `report NAME RUNS`, with the analysis in ls_jax/reports.py's REPORTS) and list it here.
-EXPERIMENTS=(methods strength confidence calibration selective noise)
+kd() {  # Issue 9: teachers, students, digits CNNs, then the four studies (scripts/reproduce_kd.sh).
+  "$(dirname "${BASH_SOURCE[0]}")/reproduce_kd.sh"
+}
+EXPERIMENTS=(methods strength confidence calibration selective noise kd)
 
 for experiment in "${@:-${EXPERIMENTS[@]}}"; do
   if [[ ! " ${EXPERIMENTS[*]} " == *" $experiment "* ]]; then

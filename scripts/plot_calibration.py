@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from ls_jax import study  # pylint: disable=g-import-not-at-top
 from ls_jax.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
 
 MAX_COLUMNS = 3
@@ -41,26 +42,16 @@ BAR_COLOR = np.array([0.298, 0.447, 0.690])  # #4C72B0
 MIN_ALPHA = 0.08  # An almost empty bin stays visible as an outline plus a trace of fill.
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
   """Dotted config fields whose values are not the same in every run, in the first run's order."""
-  flat = [_flatten(c) for c in configs]
+  flat = [study.flatten(c) for c in configs]
   names = list(dict.fromkeys(name for f in flat for name in f))
   return [n for n in names if len({json.dumps(f.get(n), sort_keys=True) for f in flat}) > 1]
 
 
 def run_label(config: dict[str, Any], fields: list[str]) -> str:
   """The method, then each differing field that the method name does not already show."""
-  flat = _flatten(config)
+  flat = study.flatten(config)
   extra = [f"{name} {flat.get(name)}" for name in fields if name not in METHOD_FIELDS]
   return ", ".join([method_name(config), *extra])
 

@@ -647,8 +647,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
   state = run.restore_or_keep(state)
   start_step = int(state.step)
-  if start_step and is_main:
-    print(f"ls_jax: resuming from step {start_step} in {workdir}", file=sys.stderr, flush=True)
+  if start_step:
+    interrupts.set_situation(f"before training resumed from step {start_step}; the checkpoint "
+                             "is intact, rerun the same command to resume")
+    if is_main:
+      print(f"ls_jax: resuming from step {start_step} in {workdir}", file=sys.stderr, flush=True)
 
   writer = MetricsWriter(workdir, enabled=is_main)
   if start_step == 0 and dataset.noise_report is not None:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ls_jax import analysis, distillation, input_pipeline, statistics, study
+from ls_jax import analysis, finished_runs, input_pipeline, statistics, study
 
 # Forward passes on the host run in batches of this many inputs (bounded memory on any model).
 _BATCH = 4096
@@ -98,7 +98,7 @@ def saved_models(workdir: pathlib.Path, steps: Sequence[int]):
   """Yields `(step, SavedModel)` for each step, sharing one jitted apply (one compilation)."""
   apply = None
   for step in steps:
-    model, variables = distillation.saved_model(workdir, step)
+    model, variables = finished_runs.saved_model(workdir, step)
     if apply is None:
       apply = jax.jit(functools.partial(model.apply, train=False))
     yield step, SavedModel(model, variables, apply)

@@ -14,6 +14,7 @@ A verdict says "improves" or "worse" only where the 95% CI of the paired differe
 import csv
 import json
 import math
+import re
 import pathlib
 from typing import Any, NamedTuple
 
@@ -28,6 +29,10 @@ SEED_FIELD = "seed"
 # over devices: none of these change the trained model or the metrics.
 BOOKKEEPING_FIELDS = ("data.data_dir", "log_every_steps", "checkpoint_every_steps",
                       "keep_checkpoints", "eval_batch_size", "parallelism")
+# Fields that name another run's workdir. `scripts/sweep.py` names a workdir by its seed
+# (`..._seed3`), and a run of seed s usually starts from, or learns from, the run of seed s: such
+# paths count as one experiment across seeds.
+RUN_DIR_FIELDS = ("init_from", "distill.teacher_workdir")
 METHOD_FIELDS = ("loss.label_smoothing", "loss.confidence_penalty", "mixup.alpha", "cutmix.alpha")
 
 
@@ -111,10 +116,13 @@ def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
   """The resolved config without seed and bookkeeping fields, as a hashable sorted tuple.
 
   A field that a run's config lacks (the run predates the field) counts as its default: a field
-  added later did not exist, so it changed nothing in that run.
+  added later did not exist, so it changed nothing in that run. In `RUN_DIR_FIELDS` a trailing
+  `_seed<N>` is a wildcard.
   """
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
   flat = {**flatten(default_config.get_config().to_dict()), **flatten(config)}
+  for field in RUN_DIR_FIELDS:
+    flat[field] = re.sub(r"_seed\d+$", "_seed*", flat[field].rstrip("/"))
   return tuple(sorted((k, v) for k, v in flat.items()
                       if k != SEED_FIELD and k not in BOOKKEEPING_FIELDS))
 
@@ -171,9 +179,10 @@ def labels(groups: dict[tuple, list]) -> dict[tuple, str]:
   """`data model method` plus every other field that differs between groups: unique labels."""
   fields = {k for key in groups for k, _ in key}
   varying = sorted(f for f in fields if len({dict(key).get(f) for key in groups}) > 1)
-  # Named by `data model method` already (the noise too, unless its rate is 0).
+  # Named by `data model method` already (the noise too, unless its rate is 0). A run directory
+  # (long) is named only where the names would otherwise repeat.
   unnamed = [f for f in varying if f not in METHOD_FIELDS and f not in ("data.name", "model.name")
-             and not f.startswith("data.label_noise.")]
+             and not f.startswith("data.label_noise.") and f not in RUN_DIR_FIELDS]
   names = {}
   for key, members in groups.items():
     config = members[0]["config"]

@@ -33,6 +33,7 @@ from scipy import special
 from ls_jax import calibration
 from ls_jax import checkpointing
 from ls_jax import distillation
+from ls_jax import finished_runs
 from ls_jax import host
 from ls_jax import input_pipeline
 from ls_jax import interrupts
@@ -645,7 +646,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
                            input_dtype=input_dtype)
   state_sharding = parallelism.state_sharding(jax.eval_shape(init, init_rng))
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  state = run.restore_or_keep(state)
+  if config.init_from:
+    state = finished_runs.warm_start(state, config)
+  state = run.restore_or_keep(state)  # A checkpoint of this run wins over init_from.
   start_step = int(state.step)
   if start_step:
     interrupts.set_situation(f"before training resumed from step {start_step}; the checkpoint "

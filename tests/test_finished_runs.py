@@ -1,0 +1,67 @@
+"""`init_from`: a finished run's final weights start a new run, with a fresh optimizer and step."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import launch
+from ls_jax import finished_runs, models, study, train
+from ls_jax.errors import UserError
+from test_train import small_config
+
+
+@pytest.fixture(scope="module")
+def warmup_dir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("warmup")
+  train.train_and_evaluate(small_config(num_steps=40), str(workdir), devices=jax.devices()[:1])
+  return workdir
+
+
+def fresh_state(config):
+  model = models.get_model(config.model.name, num_classes=config.num_classes)
+  return train.create_train_state(jax.random.key(1), model, (40,),
+                                  train.make_optimizer(config.optimizer, config.num_steps))
+
+
+def test_warm_start_takes_the_final_params_and_keeps_a_fresh_optimizer(warmup_dir):
+  config = small_config(init_from=str(warmup_dir))
+  state = fresh_state(config)
+  warm = finished_runs.warm_start(state, config)
+  launch.assert_trees_equal(warm.params, launch.final_params(warmup_dir)["params"])
+  assert int(warm.step) == 0
+  launch.assert_trees_equal(warm.opt_state, state.opt_state)
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(warm.params),
+                                                      jax.tree.leaves(state.params)))
+
+
+def test_a_run_fine_tuned_at_a_tiny_rate_stays_at_its_warm_up(warmup_dir, tmp_path):
+  """Through the trainer: 5 Adam steps of 1e-7 move no weight by more than 2e-6 (an Adam step is
+  at most ~3.2x the rate: (1 - b1) / sqrt(1 - b2)), so the fine-tuned run ends where the warm-up
+  ended, its test accuracy too."""
+  config = small_config(num_steps=5, init_from=str(warmup_dir),
+                        **{"optimizer.learning_rate": 1e-7, "optimizer.warmup_steps": 0})
+  results = train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  tuned = launch.final_params(tmp_path)["params"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=2e-6),
+               tuned, launch.final_params(warmup_dir)["params"])
+  warmup_results = json.loads((warmup_dir / "results.json").read_text())
+  assert abs(results["accuracy"] - warmup_results["accuracy"]) <= 0.002
+  assert results["steps"] == 5 and results["config"]["init_from"] == str(warmup_dir)
+
+
+def test_a_missing_or_mismatched_init_from_run_is_one_line(warmup_dir, tmp_path):
+  with pytest.raises(UserError, match="init_from run .* holds no run") as error:
+    train.train_and_evaluate(small_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "a"))
+  assert "\n" not in str(error.value)
+  with pytest.raises(UserError, match=r"has model.name='cnn1d', this run 'mlp'"):
+    train.train_and_evaluate(small_config(init_from=str(warmup_dir), **{"model.name": "mlp"}),
+                             str(tmp_path / "b"))
+
+
+def test_runs_started_from_the_same_run_of_other_seeds_form_one_experiment():
+  def key(init_from, seed):
+    return study.experiment_key(small_config(seed=seed, init_from=init_from).to_dict())
+  assert key("runs/noise/ce_seed0", 0) == key("runs/noise/ce_seed1/", 1)
+  assert key("runs/noise/ce_seed0", 0) != key("runs/noise/ls_seed0", 0)
+  assert key("", 0) != key("runs/noise/ce_seed0", 0)

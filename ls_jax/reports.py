@@ -553,8 +553,27 @@ def _noise(run: dict[str, Any]) -> tuple[str, float]:
   return field(run, "data.label_noise.kind"), float(field(run, "data.label_noise.rate"))
 
 
+def _noise_protocol(runs: list[dict[str, Any]]) -> str:
+  """How the runs were trained: from scratch, or fine-tuned from a CE warm-up (`init_from`)."""
+  configs = [study.resolved(r["config"]) for r in runs]
+  finetuned = {bool(c.get("init_from")) for c in configs}
+  if len(finetuned) > 1:
+    raise ValueError("the runs mix training from scratch with fine-tuning (init_from); report "
+                     "each on its own")
+  if not finetuned.pop():
+    return "Every run trains from scratch."
+  recipes = sorted({(c["num_steps"], c["optimizer.name"], c["optimizer.learning_rate"])
+                    for c in configs})
+  steps = "; ".join(f"{n} steps of {name} at {lr:g}" for n, name, lr in recipes)
+  return ("Every run fine-tunes a finished CE run of its own seed and noise setting (`init_from`, "
+          f"the warm-up) with the method shown: {steps}, from a fresh optimizer state. CE here is "
+          "the warm-up fine-tuned with CE alike, the paired baseline.")
+
+
 def noise(runs: list[dict[str, Any]]) -> Report:
-  """Clean-test accuracy and ECE per noise setting and method, paired with CE at that setting."""
+  """Clean-test accuracy and ECE per noise setting and method, paired with CE at that setting,
+  for runs trained from scratch or fine-tuned from a CE warm-up (not both at once)."""
+  protocol = _noise_protocol(runs)
   rows = study.summarize(runs, [METRICS[m] for m in NOISE_METRICS])
   groups = study.group_runs(runs)
   names = study.labels(groups)
@@ -572,13 +591,17 @@ def noise(runs: list[dict[str, Any]]) -> Report:
                "Negative LS improves clean-test accuracy over CE at no noise setting.")
   statement += " Elsewhere: " + "; ".join(
       f"{r['group']}: {r['verdict']}" for r in negative if r["group"] not in helps) + "."
-  sections = ["## Clean-test accuracy and ECE, mean [95% CI] over seeds\n\n"
+  sections = [protocol,
+              "## Clean-test accuracy and ECE, mean [95% CI] over seeds\n\n"
               + wide_table(rows, list(NOISE_METRICS)),
               "## Paired differences with CE at the same noise setting\n\n"
               + difference_table(rows, list(NOISE_METRICS)),
               "## Negative label smoothing (Wei et al. 2022)\n\n" + statement,
-              "Published (qualitative): Lukasik et al. 2020, LS often mitigates label noise; "
-              "Wei et al. 2022, negative LS can beat positive LS at high noise rates.",
+              "Published: Lukasik et al. 2020, LS often mitigates label noise; Wei et al. 2022, "
+              "negative LS can beat positive LS at high noise rates, with a CE warm-up (their "
+              "code fine-tunes the CE model; from scratch, a = -1 diverged for a user, "
+              "github.com/UCSC-REAL/negative-label-smoothing issue 3). The README puts their "
+              "CIFAR-10 numbers beside ours.",
               _full_rows_section(rows)]
   panels = {}
   for kind in ("symmetric", "asymmetric"):

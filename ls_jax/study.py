@@ -112,15 +112,19 @@ def find_workdirs(paths: list[str]) -> list[pathlib.Path]:
   return workdirs
 
 
-def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-  """The resolved config without seed and bookkeeping fields, as a hashable sorted tuple.
-
-  A field that a run's config lacks (the run predates the field) counts as its default: a field
-  added later did not exist, so it changed nothing in that run. In `RUN_DIR_FIELDS` a trailing
-  `_seed<N>` is a wildcard.
-  """
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+  """A run's config, flat (`flatten`), with the default of every field it lacks: a field added
+  after the run did not exist, so it changed nothing in that run."""
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
-  flat = {**flatten(default_config.get_config().to_dict()), **flatten(config)}
+  return {**flatten(default_config.get_config().to_dict()), **flatten(config)}
+
+
+def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+  """The `resolved` config without seed and bookkeeping fields, as a hashable sorted tuple.
+
+  In `RUN_DIR_FIELDS` a trailing `_seed<N>` is a wildcard.
+  """
+  flat = resolved(config)
   for field in RUN_DIR_FIELDS:
     flat[field] = re.sub(r"_seed\d+$", "_seed*", flat[field].rstrip("/"))
   return tuple(sorted((k, v) for k, v in flat.items()

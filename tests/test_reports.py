@@ -123,7 +123,7 @@ def _config(seed, overrides):
     *path, last = dotted.split(".")
     node = config
     for part in path:
-      node = node[part]
+      node = node.setdefault(part, {})
     node[last] = value
   return config
 
@@ -300,6 +300,26 @@ def test_noise_report_end_to_end(tmp_path):
       runs, "data.label_noise.kind=asymmetric_data.label_noise.rate=0.2_loss.label_smoothing=-0.3",
       "data.label_noise.kind=asymmetric_data.label_noise.rate=0.2_loss.label_smoothing=0.0",
       "accuracy"), rtol=1e-9)
+
+
+def test_noise_report_of_fine_tuned_runs_pairs_them_with_ce_fine_tuned_alike(tmp_path, capsys):
+  runs = tmp_path / "runs"
+  for seed in range(3):
+    for a in (0.0, -1.0):
+      fake_run(runs, seed, {"data.label_noise.kind": "symmetric", "data.label_noise.rate": 0.4,
+                            "loss.label_smoothing": a, "num_steps": 1000,
+                            "optimizer.learning_rate": 1e-3,
+                            "init_from": f"/runs/noise/ce_sym0.4_seed{seed}"}, 2.0 + a,
+               name=f"finetune_ls{a}_seed{seed}")
+  out, rows, text = _run_report(tmp_path, "noise", runs)
+  assert "fine-tunes a finished CE run" in text and "1000 steps of adam at 0.001" in text
+  # Grouped across seeds although init_from differs by seed; named without the long path.
+  row = _row(rows, "mnist1d cnn1d 40% symmetric noise: LS -1.0", "accuracy",
+             "mnist1d cnn1d 40% symmetric noise: CE")
+  assert row["n"] == "3"
+  fake_run(runs, 0, {"data.label_noise.kind": "symmetric", "data.label_noise.rate": 0.4})
+  assert _load_script().main(["noise", "--runs", str(runs), "--out", str(tmp_path / "x")]) == 2
+  assert "mix training from scratch with fine-tuning" in capsys.readouterr().err
 
 
 def test_report_rejects_a_directory_without_runs(tmp_path, capsys):

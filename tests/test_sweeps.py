@@ -18,7 +18,7 @@ from ls_jax import sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 360,
-                "methods.py:select": 126}
+                "methods.py:select": 126, "noise.py:finetune,warmup=runs/x": 240}
 TINY = ["--override", "num_steps=20", "--override", "log_every_steps=10", "--seeds", "0,1"]
 
 
@@ -100,14 +100,22 @@ def test_every_sweep_file_runs_end_to_end_tiny(tmp_path):
   for spec, match in [("calibration.py", "smoothing=0_|mixup"),
                       ("strength.py", "smoothing=0.95_"),
                       ("selective.py", "smoothing=0.05_"),
-                      ("noise.py", "asymmetric_.*rate=0.4_loss.label_smoothing=-0.3"),
-                      ("methods.py:select", "^digits_cutmix.alpha=1_")]:
-    done = sweep_py(f"configs/sweeps/{spec}", "--out", out / spec.split(".")[0], "--match", match,
+                      ("noise.py", "asymmetric_.*rate=0.4_loss.label_smoothing=(0|-0.3)_"),
+                      ("methods.py:select", "^digits_cutmix.alpha=1_"),
+                      # Fine-tunes the CE runs of the line above (its warm-up).
+                      (f"noise.py:finetune,warmup={out / 'noise'}", "asymmetric_.*smoothing=-1_")]:
+    name = spec.split(".")[0] + ("_finetune" if ":finetune" in spec else "")
+    done = sweep_py(f"configs/sweeps/{spec}", "--out", out / name, "--match", match,
                     *TINY)  # Exit status 0: every run has results.json.
     assert "failed:" not in done.stdout and "ETA" in done.stdout
   results = sorted(p.parent.name for p in out.glob("*/*/results.json"))
-  assert len(results) == 4 + 2 * 4
+  assert len(results) == 4 + 2 * 6
   assert "digits_cutmix.alpha=1_seed1" in results
+  tuned = json.loads(next((out / "noise_finetune").glob("*seed1/results.json")).read_text())
+  assert tuned["config"]["init_from"] == str(
+      out / "noise" / "mnist1d_data.label_noise.kind=asymmetric_data.label_noise.rate=0.4"
+      "_loss.label_smoothing=0_seed1")
+  assert tuned["config"]["loss"]["label_smoothing"] == -1.0
   # Rerunning skips the finished runs (and trains nothing).
   again = sweep_py("configs/sweeps/calibration.py", "--out", out / "calibration", "--match",
                    "smoothing=0_|mixup", *TINY)

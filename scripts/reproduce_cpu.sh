@@ -52,9 +52,16 @@ selective() {
   sweep "$SWEEPS/selective.py" --out "$RUNS/evidence" "${SEEDS[@]}"
   report selective "$RUNS/evidence"
 }
-noise() {
+noise() {  # From scratch, then fine-tuned from the CE runs (Wei et al.'s warm-up protocol).
   sweep "$SWEEPS/noise.py" --out "$RUNS/noise" "${SEEDS[@]}"
   report noise "$RUNS/noise"
+  local name_lr name lr
+  for name_lr in noise_finetune:1e-3 noise_finetune_lr1e-4:1e-4; do
+    name="${name_lr%%:*}" lr="${name_lr#*:}"
+    sweep "$SWEEPS/noise.py:finetune,warmup=$RUNS/noise,learning_rate=$lr" --out "$RUNS/$name" \
+      "${SEEDS[@]}"
+    "$PYTHON" scripts/report.py noise --runs "$RUNS/$name" --out "$RESULTS/$name"
+  done
 }
 # Issue 9 (kd) runs its own script; a new experiment adds a function like the ones above (its sweep file, then
 # `report NAME RUNS`, with the analysis in ls_jax/reports.py's REPORTS) and list it here.

@@ -11,10 +11,12 @@ rate. Metrics on the clean test split.
 
 `:finetune,warmup=runs/noise` is the protocol of Wei et al.'s (2022) code: from each CE run of
 the sweep above (the warm-up, same noise and seed), 1000 more steps (28 epochs) at Adam 1e-3, a
-tenth of the training rate, with LS a in {0, 0.4, -0.3, -1.0}; a = 0 (CE fine-tuned alike) is the
-paired baseline. 6 settings x 4 x 10 seeds = 240 runs of ~4 s:
+tenth of the training rate (`learning_rate=` sets it), with LS a in {0, 0.4, -0.3, -1.0}; a = 0
+(CE fine-tuned alike) is the paired baseline. 6 settings x 4 x 10 seeds = 240 runs of ~4 s:
 
   python scripts/sweep.py configs/sweeps/noise.py:finetune,warmup=runs/noise --out runs/noise_finetune
+  python scripts/sweep.py configs/sweeps/noise.py:finetune,warmup=runs/noise,learning_rate=1e-4 \
+      --out runs/noise_finetune_lr1e-4
 """
 import pathlib
 
@@ -33,8 +35,7 @@ NOISE = concat(
 
 CONFIG = "configs/mnist1d.py"
 FINETUNE_LABEL_SMOOTHING = (0.0, 0.4, -0.3, -1.0)
-FINETUNE = {"num_steps": 1000, "optimizer.learning_rate": 1e-3, "eval_every_steps": 0,
-            "checkpoint_every_steps": 1000}
+FINETUNE = {"num_steps": 1000, "eval_every_steps": 0, "checkpoint_every_steps": 1000}
 
 
 def warmup_workdir(warmup: str, noise: dict) -> str:
@@ -44,7 +45,7 @@ def warmup_workdir(warmup: str, noise: dict) -> str:
 
 
 def get_sweep(arg: str = "") -> dict:
-  options = parse_arg(arg, stage="train", warmup="")
+  options = parse_arg(arg, stage="train", warmup="", learning_rate=1e-3)
   if options.stage == "train":
     return {"config": CONFIG, "points": product(NOISE, METHODS), "seeds": range(10)}
   if options.stage != "finetune":
@@ -57,6 +58,6 @@ def get_sweep(arg: str = "") -> dict:
       fields = {**noise, "loss.label_smoothing": a}
       name = "_".join(["finetune", *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in fields.items())])
-      points.append({**fields, **FINETUNE, "init_from": warmup_workdir(options.warmup, noise),
-                     "name": name})
+      points.append({**fields, **FINETUNE, "optimizer.learning_rate": options.learning_rate,
+                     "init_from": warmup_workdir(options.warmup, noise), "name": name})
   return {"config": CONFIG, "points": points, "seeds": range(10)}

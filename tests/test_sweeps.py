@@ -103,7 +103,8 @@ def test_every_sweep_file_runs_end_to_end_tiny(tmp_path):
                       ("noise.py", "asymmetric_.*rate=0.4_loss.label_smoothing=(0|-0.3)_"),
                       ("methods.py:select", "^digits_cutmix.alpha=1_"),
                       # Fine-tunes the CE runs of the line above (its warm-up).
-                      (f"noise.py:finetune,warmup={out / 'noise'}", "asymmetric_.*smoothing=-1_")]:
+                      (f"noise.py:finetune,warmup={out / 'noise'}",
+                       "asymmetric_.*rate=0.4_.*smoothing=-1_")]:
     name = spec.split(".")[0] + ("_finetune" if ":finetune" in spec else "")
     done = sweep_py(f"configs/sweeps/{spec}", "--out", out / name, "--match", match,
                     *TINY)  # Exit status 0: every run has results.json.

@@ -562,12 +562,15 @@ def _noise_protocol(runs: list[dict[str, Any]]) -> str:
                      "each on its own")
   if not finetuned.pop():
     return "Every run trains from scratch."
+  return ("Every run fine-tunes a finished CE run of its own seed and noise setting (`init_from`, "
+          f"the warm-up) with the method shown: {_finetune_recipe(configs)}, from a fresh "
+          "optimizer state. CE here is the warm-up fine-tuned with CE alike, the paired baseline.")
+
+
+def _finetune_recipe(configs: list[dict[str, Any]]) -> str:
   recipes = sorted({(c["num_steps"], c["optimizer.name"], c["optimizer.learning_rate"])
                     for c in configs})
-  steps = "; ".join(f"{n} steps of {name} at {lr:g}" for n, name, lr in recipes)
-  return ("Every run fine-tunes a finished CE run of its own seed and noise setting (`init_from`, "
-          f"the warm-up) with the method shown: {steps}, from a fresh optimizer state. CE here is "
-          "the warm-up fine-tuned with CE alike, the paired baseline.")
+  return "; ".join(f"{n} steps of {name} at {lr:g}" for n, name, lr in recipes)
 
 
 def noise(runs: list[dict[str, Any]]) -> Report:
@@ -612,7 +615,11 @@ def noise(runs: list[dict[str, Any]]) -> Report:
       if len(points) > 1 or any(rate for rate, _ in points):
         panels[kind][method] = {"rate": np.array([p for p, _ in points]),
                                 **series(rows, "accuracy", [label for _, label in points])}
-  return Report(rows, sections, {"noise": panels}, runs)
+  configs = [study.resolved(r["config"]) for r in runs]
+  models = ", ".join(sorted({f"{c['data.name']} {c['model.name']}" for c in configs}))
+  title = models + (", fine-tuned from the CE warm-up: " + _finetune_recipe(configs)
+                    if configs[0]["init_from"] else ", trained from scratch")
+  return Report(rows, sections, {"noise": {"panels": panels, "title": title}}, runs)
 
 
 REPORTS = {"methods": methods, "strength": strength, "confidence": confidence,

@@ -147,10 +147,11 @@ def plot_risk_coverage(curves):
   return {"risk_coverage": figure}
 
 
-def plot_noise(panels):
+def plot_noise(noise):
   figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, layout="constrained")
+  figure.suptitle(noise["title"], fontsize=10)
   titles = {"symmetric": "symmetric noise", "asymmetric": "pairwise noise (k -> k+1)"}
-  for ax, (kind, methods) in zip(axes, panels.items()):
+  for ax, (kind, methods) in zip(axes, noise["panels"].items()):
     for i, (method, s) in enumerate(methods.items()):
       _errorbar(ax, s["rate"] + (i - len(methods) / 2) * 0.004, s, color=f"C{i}", label=method)
     ax.set_title(titles[kind])

@@ -375,15 +375,22 @@ def _checked_integer_label_inputs(
 
 
 def _checked_scalar(
-    function: str, name: str, value: ArrayLike, low: float, high: float | None = None,
+    function: str, name: str, value: ArrayLike, low: float, high: float | None = None, *,
+    low_open: bool = False, high_closed: bool = False,
 ) -> ArrayLike:
-  """Checks `value` is a scalar and, when it is a Python or NumPy number, in `[low, high)`."""
+  """Checks `value` is a scalar and, when it is a Python or NumPy number, in `[low, high)`
+  (`(low, ...` with `low_open`, `..., high]` with `high_closed`; no upper bound without `high`)."""
   if np.ndim(value) != 0:
     raise ValueError(f"{function}: {name} must be a scalar, got shape {np.shape(value)}.")
   if isinstance(value, (numbers.Real, np.ndarray, np.generic)):
     # Written as `not (low <= value)` so that NaN is rejected too.
-    if not low <= value or (high is not None and not value < high):
-      allowed = f">= {low:g}" if high is None else f"in [{low:g}, {high:g})"
+    above_low = low < value if low_open else low <= value
+    below_high = high is None or (value <= high if high_closed else value < high)
+    if not (above_low and below_high):
+      if high is None:
+        allowed = f"{'>' if low_open else '>='} {low:g}"
+      else:
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{']' if high_closed else ')'}"
       raise ValueError(f"{function}: {name} must be {allowed}, got {value}.")
   elif not jnp.issubdtype(jnp.result_type(value), jnp.floating):
     raise ValueError(
@@ -443,14 +450,8 @@ def distillation_loss(
     raise ValueError(
         f"{function}: teacher_logits must have the shape of student_logits "
         f"{student_logits.shape}, got {teacher_logits.shape}.")
-  concrete = (numbers.Real, np.ndarray, np.generic)
-  # Written as `not (...)` so that NaN is rejected too; traced values are checked for dtype below.
-  if np.ndim(temperature) == 0 and isinstance(temperature, concrete) and not temperature > 0:
-    raise ValueError(f"{function}: temperature must be > 0, got {temperature}.")
-  if np.ndim(weight) == 0 and isinstance(weight, concrete) and not 0 <= weight <= 1:
-    raise ValueError(f"{function}: weight must be in [0, 1], got {weight}.")
-  temperature = _checked_scalar(function, "temperature", temperature, low=0.0)
-  weight = _checked_scalar(function, "weight", weight, low=0.0)
+  temperature = _checked_scalar(function, "temperature", temperature, low=0.0, low_open=True)
+  weight = _checked_scalar(function, "weight", weight, low=0.0, high=1.0, high_closed=True)
 
   dtype = _compute_dtype(student_logits)
   hard = smoothed_cross_entropy(student_logits, labels, label_smoothing, where=where)

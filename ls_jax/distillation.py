@@ -31,6 +31,7 @@ def load_teacher(config: ml_collections.ConfigDict, replicate) -> Teacher:
   or unfinished teacher, or one trained on other data or classes, is a one-line `UserError`.
   """
   workdir = config.distill.teacher_workdir
-  model, variables, _ = finished_runs.load(workdir, config, role="teacher", us="the student")
+  model, variables, _ = finished_runs.load(workdir, config, field="distill.teacher_workdir",
+                                           this_run="the student")
   return Teacher(model=model, variables=jax.tree.map(lambda x: replicate(np.asarray(x)), variables),
-                 workdir=str(workdir))
+                 workdir=workdir)

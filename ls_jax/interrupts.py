@@ -16,7 +16,8 @@ import signal
 from typing import Optional
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_situation = "before the first training step; rerun the same command to start (or resume)"
+BEFORE_FIRST_STEP = "before the first training step; rerun the same command to start (or resume)"
+_situation = BEFORE_FIRST_STEP
 
 
 def exit_on_signals() -> None:

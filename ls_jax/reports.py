@@ -553,18 +553,19 @@ def _noise(run: dict[str, Any]) -> tuple[str, float]:
   return field(run, "data.label_noise.kind"), float(field(run, "data.label_noise.rate"))
 
 
-def _noise_protocol(runs: list[dict[str, Any]]) -> str:
-  """How the runs were trained: from scratch, or fine-tuned from a CE warm-up (`init_from`)."""
-  configs = [study.resolved(r["config"]) for r in runs]
-  finetuned = {bool(c.get("init_from")) for c in configs}
+def _noise_protocol(configs: list[dict[str, Any]]) -> str:
+  """How the runs (their `study.resolved` configs) were trained: from scratch, or fine-tuned from
+  finished runs (`init_from`)."""
+  finetuned = {bool(c["init_from"]) for c in configs}
   if len(finetuned) > 1:
     raise ValueError("the runs mix training from scratch with fine-tuning (init_from); report "
                      "each on its own")
   if not finetuned.pop():
     return "Every run trains from scratch."
-  return ("Every run fine-tunes a finished CE run of its own seed and noise setting (`init_from`, "
-          f"the warm-up) with the method shown: {_finetune_recipe(configs)}, from a fresh "
-          "optimizer state. CE here is the warm-up fine-tuned with CE alike, the paired baseline.")
+  return ("Every run starts from the final weights of the finished run in its `init_from` (in "
+          "`configs/sweeps/noise.py:finetune`, the CE run of its own seed and noise setting: the "
+          f"warm-up) and trains with the method shown: {_finetune_recipe(configs)}, from a fresh "
+          "optimizer state. CE here is fine-tuned alike, the paired baseline.")
 
 
 def _finetune_recipe(configs: list[dict[str, Any]]) -> str:
@@ -576,7 +577,8 @@ def _finetune_recipe(configs: list[dict[str, Any]]) -> str:
 def noise(runs: list[dict[str, Any]]) -> Report:
   """Clean-test accuracy and ECE per noise setting and method, paired with CE at that setting,
   for runs trained from scratch or fine-tuned from a CE warm-up (not both at once)."""
-  protocol = _noise_protocol(runs)
+  configs = [study.resolved(r["config"]) for r in runs]
+  protocol = _noise_protocol(configs)
   rows = study.summarize(runs, [METRICS[m] for m in NOISE_METRICS])
   groups = study.group_runs(runs)
   names = study.labels(groups)
@@ -615,7 +617,6 @@ def noise(runs: list[dict[str, Any]]) -> Report:
       if len(points) > 1 or any(rate for rate, _ in points):
         panels[kind][method] = {"rate": np.array([p for p, _ in points]),
                                 **series(rows, "accuracy", [label for _, label in points])}
-  configs = [study.resolved(r["config"]) for r in runs]
   models = ", ".join(sorted({f"{c['data.name']} {c['model.name']}" for c in configs}))
   title = models + (", fine-tuned from the CE warm-up: " + _finetune_recipe(configs)
                     if configs[0]["init_from"] else ", trained from scratch")

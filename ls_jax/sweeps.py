@@ -60,7 +60,8 @@ def load(spec: str) -> dict[str, Any]:
   return sweep
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+  """A value as workdir names and command lines spell it: floats by `:g` (0.1, 1e-05, 0)."""
   return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -72,7 +73,7 @@ def workdir_name(config: str, overrides: dict[str, Any], seed: int, label: str =
   """
   path, variant = split_spec(config)
   parts = [pathlib.Path(path).stem + (f"-{variant}" if variant else "")]
-  parts += [label] if label else [f"{key}={_format(value)}" for key, value in overrides.items()]
+  parts += [label] if label else [f"{key}={format_value(value)}" for key, value in overrides.items()]
   parts.append(f"seed{seed}")
   return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))
 
@@ -104,7 +105,7 @@ def command(run: Run, out_dir: str, extra_overrides: dict[str, str] | None = Non
   `extra_overrides` (e.g. `{"num_steps": "20"}` for a smoke test) go last, so they win; they are
   not part of the workdir name, so give such runs their own `out_dir`.
   """
-  overrides = {**{k: _format(v) for k, v in run.overrides.items()}, "seed": str(run.seed),
+  overrides = {**{k: format_value(v) for k, v in run.overrides.items()}, "seed": str(run.seed),
                **(extra_overrides or {})}
   return [python, str(REPO_ROOT / "scripts" / "train.py"), f"--config={run.config}",
           *[f"--config.{key}={value}" for key, value in overrides.items()],

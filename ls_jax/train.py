@@ -621,6 +621,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
   from ls_jax import default_config  # pylint: disable=g-import-not-at-top
   devices = jax.devices() if devices is None else devices
+  interrupts.set_situation(interrupts.BEFORE_FIRST_STEP)  # A second run in the same process.
   config_checks.validate(config, reference=default_config.get_config(), device_count=len(devices))
   mesh = data_mesh(devices, config.model_axis_size)
   run = checkpointing.RunDirectory(workdir, config, restart=restart)
@@ -646,9 +647,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
                            input_dtype=input_dtype)
   state_sharding = parallelism.state_sharding(jax.eval_shape(init, init_rng))
   state = jax.jit(init, out_shardings=state_sharding)(init_rng)
-  if config.init_from:
+  if config.init_from and run.latest_step() is None:  # A checkpoint of this run wins.
     state = finished_runs.warm_start(state, config)
-  state = run.restore_or_keep(state)  # A checkpoint of this run wins over init_from.
+  state = run.restore_or_keep(state)
   start_step = int(state.step)
   if start_step:
     interrupts.set_situation(f"before training resumed from step {start_step}; the checkpoint "

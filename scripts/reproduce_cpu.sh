@@ -24,8 +24,8 @@ fi
 SEEDS=(); [[ -n "${TINY:-}" ]] && SEEDS=(--seeds 0,1)
 
 sweep() { "$PYTHON" scripts/sweep.py "$@" "${TINY_ARGS[@]}"; }
-report() {  # report EXPERIMENT RUNS [--selection DIR]
-  "$PYTHON" scripts/report.py "$1" --runs "$2" "${@:3}" --out "$RESULTS/$1"
+report() {  # report EXPERIMENT RUNS [OUT_NAME [--selection DIR]]; OUT_NAME defaults to EXPERIMENT
+  "$PYTHON" scripts/report.py "$1" --runs "$2" "${@:4}" --out "$RESULTS/${3:-$1}"
 }
 
 # One function per experiment: its sweep(s), then its report.
@@ -33,7 +33,7 @@ methods() {
   sweep "$SWEEPS/methods.py:select" --out "$RUNS/methods_select"
   sweep "$SWEEPS/methods.py:evaluate,selection=$RUNS/methods_select" --out "$RUNS/methods" \
     "${SEEDS[@]}"
-  report methods "$RUNS/methods" --selection "$RUNS/methods_select"
+  report methods "$RUNS/methods" methods --selection "$RUNS/methods_select"
 }
 strength() {
   sweep "$SWEEPS/strength.py" --out "$RUNS/evidence" "${SEEDS[@]}"
@@ -60,7 +60,7 @@ noise() {  # From scratch, then fine-tuned from the CE runs (Wei et al.'s warm-u
     name="${name_lr%%:*}" lr="${name_lr#*:}"
     sweep "$SWEEPS/noise.py:finetune,warmup=$RUNS/noise,learning_rate=$lr" --out "$RUNS/$name" \
       "${SEEDS[@]}"
-    "$PYTHON" scripts/report.py noise --runs "$RUNS/$name" --out "$RESULTS/$name"
+    report noise "$RUNS/$name" "$name"
   done
 }
 # Issue 9 (kd) runs its own script; a new experiment adds a function like the ones above (its sweep file, then

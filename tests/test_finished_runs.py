@@ -1,5 +1,6 @@
 """`init_from`: a finished run's final weights start a new run, with a fresh optimizer and step."""
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -30,7 +31,8 @@ def test_warm_start_takes_the_final_params_and_keeps_a_fresh_optimizer(warmup_di
   warm = finished_runs.warm_start(state, config)
   launch.assert_trees_equal(warm.params, launch.final_params(warmup_dir)["params"])
   assert int(warm.step) == 0
-  launch.assert_trees_equal(warm.opt_state, state.opt_state)
+  # A fresh Adam: zero moments and a zero count.
+  assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(warm.opt_state))
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(warm.params),
                                                       jax.tree.leaves(state.params)))
 
@@ -51,12 +53,35 @@ def test_a_run_fine_tuned_at_a_tiny_rate_stays_at_its_warm_up(warmup_dir, tmp_pa
 
 
 def test_a_missing_or_mismatched_init_from_run_is_one_line(warmup_dir, tmp_path):
-  with pytest.raises(UserError, match="init_from run .* holds no run") as error:
+  with pytest.raises(UserError, match="init_from=.* holds no run") as error:
     train.train_and_evaluate(small_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "a"))
   assert "\n" not in str(error.value)
   with pytest.raises(UserError, match=r"has model.name='cnn1d', this run 'mlp'"):
     train.train_and_evaluate(small_config(init_from=str(warmup_dir), **{"model.name": "mlp"}),
                              str(tmp_path / "b"))
+
+
+def test_other_parameter_shapes_are_one_line(warmup_dir):
+  """Same model name, other shapes (here a state built for the MLP): the weights cannot be placed."""
+  with pytest.raises(UserError, match="other parameter shapes than this run"):
+    finished_runs.warm_start(fresh_state(small_config(**{"model.name": "mlp"})),
+                             small_config(init_from=str(warmup_dir)))
+
+
+def test_a_resumed_run_needs_its_own_checkpoint_not_the_init_from_run(tmp_path):
+  """After the first checkpoint, this run's own checkpoint is what counts: the warm-up may be gone."""
+  warmup, tuned = tmp_path / "warmup", tmp_path / "tuned"
+  devices = jax.devices()[:1]
+  train.train_and_evaluate(small_config(num_steps=20), str(warmup), devices=devices)
+  config = small_config(num_steps=20, init_from=str(warmup), checkpoint_every_steps=10)
+  train.train_and_evaluate(config, str(tuned), devices=devices)
+  reference = launch.final_params(tuned)
+  for path in (tuned / "checkpoints" / "20", tuned / "results.json"):
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+  shutil.rmtree(warmup)
+  results = train.train_and_evaluate(config, str(tuned), devices=devices)  # Resumes from step 10.
+  assert results["steps"] == 20
+  launch.assert_trees_equal(launch.final_params(tuned), reference)
 
 
 def test_runs_started_from_the_same_run_of_other_seeds_form_one_experiment():

@@ -312,7 +312,8 @@ def test_noise_report_of_fine_tuned_runs_pairs_them_with_ce_fine_tuned_alike(tmp
                             "init_from": f"/runs/noise/ce_sym0.4_seed{seed}"}, 2.0 + a,
                name=f"finetune_ls{a}_seed{seed}")
   out, rows, text = _run_report(tmp_path, "noise", runs)
-  assert "fine-tunes a finished CE run" in text and "1000 steps of adam at 0.001" in text
+  assert "starts from the final weights of the finished run in its `init_from`" in text
+  assert "1000 steps of adam at 0.001" in text
   # Grouped across seeds although init_from differs by seed; named without the long path.
   row = _row(rows, "mnist1d cnn1d 40% symmetric noise: LS -1.0", "accuracy",
              "mnist1d cnn1d 40% symmetric noise: CE")

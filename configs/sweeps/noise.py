@@ -56,8 +56,7 @@ def get_sweep(arg: str = "") -> dict:
   for noise in NOISE:
     for a in FINETUNE_LABEL_SMOOTHING:
       fields = {**noise, "loss.label_smoothing": a}
-      name = "_".join(["finetune", *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in fields.items())])
+      name = "_".join(["finetune", *(f"{k}={sweeps.format_value(v)}" for k, v in fields.items())])
       points.append({**fields, **FINETUNE, "optimizer.learning_rate": options.learning_rate,
                      "init_from": warmup_workdir(options.warmup, noise), "name": name})
   return {"config": CONFIG, "points": points, "seeds": range(10)}

@@ -106,15 +106,20 @@ def test_installed_package_trains_from_config_files_outside_it(installed, tmp_pa
   Only configs/ comes from the repository (config files import each other as `configs.<name>`);
   ls_jax itself is the installed copy.
   """
+  results = _train_two_steps(installed, tmp_path)
+  assert results["steps"] == 2 and 0 <= results["accuracy"] <= 1
+
+
+def _train_two_steps(venv: pathlib.Path, tmp_path: pathlib.Path) -> dict:
+  """Two MNIST-1D steps by `venv`'s `ls-jax-train`, with only configs/ copied from the repo."""
   shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs",
                   ignore=shutil.ignore_patterns("__pycache__"))
   workdir = tmp_path / "run"
-  result = _run([installed / "bin" / "ls-jax-train", "--config=configs/mnist1d.py",
+  result = _run([venv / "bin" / "ls-jax-train", "--config=configs/mnist1d.py",
                  "--config.num_steps=2", "--config.batch_size=96", f"--workdir={workdir}"],
                 cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
   assert result.returncode == 0, result.stderr[-3000:]
-  results = json.loads((workdir / "results.json").read_text())
-  assert results["steps"] == 2 and 0 <= results["accuracy"] <= 1
+  return json.loads((workdir / "results.json").read_text())
 
 
 @pytest.mark.slow
@@ -126,11 +131,4 @@ def test_pip_install_train_extra_from_the_index_trains(tmp_path):
   result = _run([_venv_python(venv), "-m", "pip", "install", "--quiet",
                  "--disable-pip-version-check", f"{source}[train]"], cwd=tmp_path, timeout=1800)
   assert result.returncode == 0, result.stderr[-3000:]
-  shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs",
-                  ignore=shutil.ignore_patterns("__pycache__"))
-  workdir = tmp_path / "run"
-  result = _run([venv / "bin" / "ls-jax-train", "--config=configs/mnist1d.py",
-                 "--config.num_steps=2", "--config.batch_size=96", f"--workdir={workdir}"],
-                cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert json.loads((workdir / "results.json").read_text())["steps"] == 2
+  assert _train_two_steps(venv, tmp_path)["steps"] == 2

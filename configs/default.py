@@ -10,4 +10,4 @@ The method under study is a config field, so CE / LS / CP / Mixup are four comma
   --config.mixup.alpha=0.2               (Zhang et al. 2018), --config.cutmix.alpha=1.0 (Yun et al. 2019)
   --config.data.label_noise.rate=0.2     (symmetric label noise; .kind=asymmetric for pair flips)
 """
-from ls_jax.default_config import get_config  # pylint: disable=unused-import  # Re-exported.
+from ls_jax.trainer.default_config import get_config  # pylint: disable=unused-import  # Re-exported.

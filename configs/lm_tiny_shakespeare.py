@@ -6,7 +6,7 @@
 
 TFDS ships the text as one string per split (train/validation/test: 1003854/55770/55770
 characters). Rather than its 65 characters, the model predicts words: the text is tokenized at
-load time by `ls_jax.tokenizer` (the vocabulary is the 8192 - 3 most frequent words of the
+load time by `ls_jax.trainer.tokenizer` (the vocabulary is the 8192 - 3 most frequent words of the
 training split) and cut into windows of 128 next-token targets (`input_pipeline`). A 4-layer,
 256-wide Transformer with a tied embedding. Variants: `:runlocal` for a 50-step smoke run.
 """

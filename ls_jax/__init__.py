@@ -1,6 +1,31 @@
-"""ls_jax: label smoothing, the confidence penalty, Mixup/CutMix, label noise and calibration in JAX.
+"""ls_jax: label smoothing, the confidence penalty, focal loss, Mixup/CutMix, label noise and
+calibration in JAX.
+
+Three layers, each importing only the ones before it:
+
+* the library: `losses` (by family), `mixing`, `noise`, `calibration`, `statistics`, `models`;
+  jax, numpy and scipy only (`pip install ls_jax`);
+* `ls_jax.trainer`: configs, the method table, data, the train loop and the command line;
+* `ls_jax.experiments`: sweeps, run summaries and the report of each experiment.
 
 Modules are imported explicitly (`from ls_jax import losses`), so that using the losses does not
 pull in the training stack (TFDS, Orbax, grain).
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Modules that moved in 0.2.0: importing one by its old name says where it went, in one line.
+_MOVED = {
+    **{name: "ls_jax.trainer" for name in (
+        "checkpointing", "cli", "config_checks", "default_config", "distillation",
+        "embedded_datasets", "errors", "finished_runs", "host", "input_pipeline", "interrupts",
+        "metrics_writer", "tokenizer", "train")},
+    **{name: "ls_jax.experiments" for name in ("analysis", "sweeps")},
+    "study": "ls_jax.experiments.runs", "reports": "ls_jax.experiments.reports",
+    "kd_study": "ls_jax.experiments.representations",
+}
+
+
+def __getattr__(name: str):
+  if name in _MOVED:
+    raise ImportError(f"ls_jax.{name} moved in ls_jax 0.2.0: import it from {_MOVED[name]}")
+  raise AttributeError(f"module 'ls_jax' has no attribute {name!r}")

@@ -37,7 +37,8 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import optax  # pylint: disable=g-import-not-at-top
 
-from ls_jax import host, losses  # pylint: disable=g-import-not-at-top
+from ls_jax.trainer import host  # pylint: disable=g-import-not-at-top
+from ls_jax import losses  # pylint: disable=g-import-not-at-top
 
 LABEL_SMOOTHING = 0.1
 SHAPES = ((4096, 1000), (8192, 32000))

@@ -33,7 +33,8 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from configs import cifar10, mnist1d  # pylint: disable=g-import-not-at-top
-from ls_jax import host, input_pipeline, models, train
+from ls_jax.trainer import host, input_pipeline, train
+from ls_jax import models
 
 METHODS = {
     "CE": {},

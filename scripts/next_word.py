@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=g-import-not-at-top
-from ls_jax import checkpointing, input_pipeline, tokenizer, train
-from ls_jax.metrics_writer import method_name
+from ls_jax.trainer import checkpointing, input_pipeline, tokenizer, train
+from ls_jax.trainer.metrics_writer import method_name
 # pylint: enable=g-import-not-at-top
 
 # The seed example of the README, then prompts of the corpus (the Python Language Reference).

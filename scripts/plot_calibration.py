@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import study  # pylint: disable=g-import-not-at-top
-from ls_jax.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import study  # pylint: disable=g-import-not-at-top
+from ls_jax.trainer.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
 
 MAX_COLUMNS = 3
 # The fields that `method_name` already spells out (`LS 0.1`, `20% symmetric noise: CE`).

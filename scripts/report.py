@@ -7,7 +7,7 @@
 
 EXPERIMENT is one of methods, strength, confidence, calibration, selective, noise. --runs holds
 the workdirs (strength, confidence, calibration and selective read the shared runs/evidence and
-take the runs they need). The analysis is `ls_jax.reports`; this script draws its figures.
+take the runs they need). The analysis is `ls_jax.experiments.reports`; this script draws its figures.
 """
 import argparse
 import pathlib
@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import reports, study  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import reports, study  # pylint: disable=g-import-not-at-top
 
 DPI = 110
 MIN_ALPHA = 0.15  # An almost empty bin stays visible.

@@ -9,7 +9,7 @@
 
 Each study writes `<out>/<study>/` (default `docs/results/<study>/`). The runs come from
 configs/sweeps/kd_teachers.py, kd_students.py and projection_digits.py (scripts/reproduce_kd.sh);
-the analysis is `ls_jax.kd_study` on top of `ls_jax.analysis`. Seeds pair runs throughout.
+the analysis is `ls_jax.experiments.kd_study` on top of `ls_jax.experiments.analysis`. Seeds pair runs throughout.
 """
 import argparse
 import csv
@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import kd_study  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import kd_study  # pylint: disable=g-import-not-at-top
 
 STUDIES = ("projection", "distillation", "information", "extrapolation")
 STAT_COLUMNS = ("n", "mean", "std", "ci_low", "ci_high", "seeds", "baseline", "n_paired", "diff",
@@ -150,9 +150,9 @@ def projection(args) -> None:
   header = provenance(all_runs) + [
       "",
       f"Penultimate activations of classes {tuple(args.classes)} projected onto the plane through "
-      "their three templates (`ls_jax.analysis.project_onto_template_plane`, final-layer bias "
+      "their three templates (`ls_jax.experiments.analysis.project_onto_template_plane`, final-layer bias "
       "folded in as Müller et al. 2019 do; Fig. 1 there). Tightness "
-      "(`ls_jax.analysis.cluster_tightness`): mean distance to the own class centroid over mean "
+      "(`ls_jax.experiments.analysis.cluster_tightness`): mean distance to the own class centroid over mean "
       "distance between centroids, in the plane (the figure's three classes) and in the full "
       "penultimate space (every class). Lower is tighter. Δ is paired by seed with CE; the "
       "verdict names a direction only where the 95% CI excludes 0. The figure shows one seed.",
@@ -227,7 +227,7 @@ def information(args) -> None:
   ax.legend(fontsize=7)
   header = provenance(teachers) + [
       "",
-      "Müller et al. 2019 §4.1's estimator (`ls_jax.analysis.gaussian_mutual_information`): X is "
+      "Müller et al. 2019 §4.1's estimator (`ls_jax.experiments.analysis.gaussian_mutual_information`): X is "
       f"one of N = {args.examples} training examples ({args.examples // 2} of each of classes "
       f"{args.class_pair[0]} and {args.class_pair[1]}, the first in the training split), Y the "
       f"teacher's logit difference z_{args.class_pair[0]} − z_{args.class_pair[1]} on L = "

@@ -5,14 +5,14 @@
   python scripts/summarize.py runs/a runs/b --out reports/ab
 
 Arguments are workdirs or directories of workdirs. Runs are grouped by their whole config except
-the seed (`ls_jax.study`); nothing else is pooled. The markdown is also printed.
+the seed (`ls_jax.experiments.study`); nothing else is pooled. The markdown is also printed.
 """
 import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import study  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import study  # pylint: disable=g-import-not-at-top
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --slurm     # SLURM array
   python scripts/sweep.py configs/sweeps/noise.py --out runs/noise --match 'rate=0.6'  # a subset
 
-Each run writes to `<out>/<name>` (names from the overrides, `ls_jax.sweeps.workdir_name`) and logs
+Each run writes to `<out>/<name>` (names from the overrides, `ls_jax.experiments.sweeps.workdir_name`) and logs
 to `<out>/logs/<name>.log`. A run with `results.json` is finished and skipped; any other is
 (re)started, and train.py resumes it from its last checkpoint. A failed run does not stop the
 sweep: the failures are listed at the end with their logs, and the exit status is 1.
@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax import sweeps  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import sweeps  # pylint: disable=g-import-not-at-top
 
 # One intra-op thread per process: with several processes on few cores, XLA's own thread pools
 # would only contend with each other.

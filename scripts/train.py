@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Trains and evaluates one config; the logic lives in `ls_jax.train`.
+"""Trains and evaluates one config; the logic lives in `ls_jax.trainer.train`.
 
   python scripts/train.py --config=configs/mnist1d.py --workdir=runs/mnist1d
   python scripts/train.py --config=configs/mnist1d.py:mlp --config.loss.label_smoothing=0.1 \
@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from ls_jax import cli  # pylint: disable=g-import-not-at-top
+from ls_jax.trainer import cli  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   cli.run()

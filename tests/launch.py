@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ls_jax import checkpointing
+from ls_jax.trainer import checkpointing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = str(REPO_ROOT / "scripts" / "train.py")

@@ -1,4 +1,4 @@
-"""Tests for ls_jax.analysis: hand-built geometry, known mutual information, brute-force attacks."""
+"""Tests for ls_jax.experiments.analysis: hand-built geometry, known mutual information, brute-force attacks."""
 import functools
 import itertools
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from ls_jax import analysis
+from ls_jax.experiments import analysis
 from ls_jax import losses
 from ls_jax import models
 

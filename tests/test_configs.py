@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import default
-from ls_jax import config_checks, errors, train
+from ls_jax.trainer import config_checks, errors, train
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(p.stem for p in CONFIG_DIR.glob("*.py")

@@ -5,8 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from ls_jax import distillation, input_pipeline, losses, models, train
-from ls_jax.errors import UserError
+from ls_jax.trainer import distillation, input_pipeline, train
+from ls_jax import losses, models
+from ls_jax.trainer.errors import UserError
 from test_train import small_config
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import launch
-from ls_jax import finished_runs, models, study, train
-from ls_jax.errors import UserError
+from ls_jax.trainer import finished_runs, train
+from ls_jax import models
+from ls_jax.experiments import study
+from ls_jax.trainer.errors import UserError
 from test_train import small_config
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from ls_jax import input_pipeline
-from ls_jax.errors import UserError
+from ls_jax.trainer import input_pipeline
+from ls_jax.trainer.errors import UserError
 
 
 def data_config(**overrides) -> ml_collections.ConfigDict:

@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 
 from configs.sweeps import kd_teachers
-from ls_jax import analysis, kd_study, models, sweeps
+from ls_jax.experiments import analysis, kd_study, sweeps
+from ls_jax import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import pytest
 from scipy import special
 
 from configs import lm_pydoc
-from ls_jax import embedded_datasets, input_pipeline, losses, tokenizer, train
+from ls_jax.trainer import embedded_datasets, input_pipeline, tokenizer, train
+from ls_jax import losses
 
 
 def tiny_config(**overrides):
@@ -259,7 +260,7 @@ def test_the_vocabulary_is_split_over_the_model_axis_and_training_matches_one_de
 
 
 def test_a_classifier_on_token_data_is_a_one_line_error(tmp_path):
-  from ls_jax.errors import UserError
+  from ls_jax.trainer.errors import UserError
   config = tiny_config(**{"model.name": "mlp"})
   with pytest.raises(UserError, match=r"model.name='mlp' does not fit dataset 'pydoc_text'"):
     train.train_and_evaluate(config, str(tmp_path))
@@ -274,7 +275,7 @@ def test_a_classifier_on_token_data_is_a_one_line_error(tmp_path):
     ({"data.seq_len": 80}, r"config.data.seq_len=80: dataset 'pydoc_text' has windows of 65"),
 ])
 def test_bad_lm_config_values_are_one_line_errors(tmp_path, overrides, message):
-  from ls_jax.errors import UserError
+  from ls_jax.trainer.errors import UserError
   with pytest.raises(UserError, match=message) as error:
     train.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
   assert "\n" not in str(error.value)

@@ -97,7 +97,7 @@ def test_console_script_is_installed_and_runs(installed, tmp_path):
   script = installed / "bin" / "ls-jax-train"
   assert script.is_file() and os.access(script, os.X_OK)
   result = _run([script, "--helpfull"], cwd=tmp_path)
-  assert "ls_jax.cli:" in result.stdout and "--workdir" in result.stdout, result.stdout[-2000:]
+  assert "ls_jax.trainer.cli:" in result.stdout and "--workdir" in result.stdout, result.stdout[-2000:]
 
 
 def test_installed_package_trains_from_config_files_outside_it(installed, tmp_path):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from ls_jax import calibration, reports, statistics, study
+from ls_jax import calibration, statistics
+from ls_jax.experiments import reports, study
 import overlay_venv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

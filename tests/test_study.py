@@ -1,4 +1,4 @@
-"""ls_jax.study and scripts/summarize.py on synthetic results: grouping, pairing, verdicts."""
+"""ls_jax.experiments.study and scripts/summarize.py on synthetic results: grouping, pairing, verdicts."""
 import csv
 import json
 import subprocess
@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from configs import default
-from ls_jax import statistics, study
+from ls_jax import statistics
+from ls_jax.experiments import study
 
 
 def fake_run(seed, accuracy, **fields):

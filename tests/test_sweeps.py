@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from configs.sweeps.common import concat, product, sweep, zip_
-from ls_jax import sweeps
+from ls_jax.experiments import sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 360,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from configs import default, mnist1d
-from ls_jax import input_pipeline, models, train
-from ls_jax.errors import UserError
+from ls_jax.trainer import input_pipeline, train
+from ls_jax import models
+from ls_jax.trainer.errors import UserError
 
 
 def small_config(**overrides):
@@ -226,5 +227,5 @@ def test_a_workdir_of_another_experiment_is_not_resumed(tmp_path):
 
 def test_every_default_field_has_a_check_or_a_type():
   """Guard: a new field in configs/default.py must keep validate() passing on the default."""
-  from ls_jax import config_checks
+  from ls_jax.trainer import config_checks
   config_checks.validate(default.get_config(), reference=default.get_config(), device_count=8)

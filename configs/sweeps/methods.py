@@ -22,7 +22,7 @@ import numpy as np
 
 from configs.common import parse_arg
 from configs.sweeps.common import product, sweep
-from ls_jax import sweeps
+from ls_jax.experiments import sweeps
 
 MODELS = ("configs/mnist1d.py", "configs/mnist1d.py:mlp", "configs/digits.py")
 CANDIDATES = {

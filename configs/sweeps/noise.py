@@ -22,7 +22,7 @@ import pathlib
 
 from configs.common import parse_arg
 from configs.sweeps.common import concat, product, sweep
-from ls_jax import sweeps
+from ls_jax.experiments import sweeps
 
 METHODS = concat(sweep("loss.label_smoothing", [0.0, 0.1, 0.4, -0.3]),
                  sweep("loss.confidence_penalty", [0.1]),

@@ -20,7 +20,7 @@ import shlex
 import sys
 from typing import Any, NamedTuple
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Run(NamedTuple):

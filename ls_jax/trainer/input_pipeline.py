@@ -18,7 +18,7 @@ Language-model data (a `tokens` feature of fixed-length windows, e.g. the embedd
 fits the same interface: `images` are the input tokens `window[:seq_len]` and `labels` the
 next tokens `window[1:seq_len + 1]`, `[examples, seq_len]` int32 both; id 0 is padding. A
 TFDS dataset of raw `text` (e.g. `tiny_shakespeare`) is tokenized at load time by
-`ls_jax.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its training
+`ls_jax.trainer.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its training
 split, and each split's text is cut into windows of `seq_len + 1` tokens.
 
 Multi-host: every process computes the same global indices and keeps its contiguous slice
@@ -40,9 +40,9 @@ import numpy as np
 
 from ls_jax import losses
 from ls_jax import noise
-from ls_jax import tokenizer
-from ls_jax import errors
-from ls_jax.errors import UserError
+from ls_jax.trainer import tokenizer
+from ls_jax.trainer import errors
+from ls_jax.trainer.errors import UserError
 
 # Per-channel statistics of the training sets, used to standardize inputs on device.
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -174,7 +174,7 @@ def eval_batches(split: Split, *, batch_size: int, process_index: int = 0,
 def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, seed: int) -> Dataset:
   """Opens the three splits named in `data_config`; errors are one-line `UserError`s."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ls_jax import embedded_datasets  # pylint: disable=g-import-not-at-top  # Registers builders.
+  from ls_jax.trainer import embedded_datasets  # pylint: disable=g-import-not-at-top  # Registers builders.
 
   name = data_config.name
   embedded = name in embedded_datasets.EMBEDDED_BUILDERS

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special
 
 from ls_jax import calibration, statistics
-from ls_jax.metrics_writer import method_name
+from ls_jax.trainer.metrics_writer import method_name
 
 SEED_FIELD = "seed"
 # Where the run's files go, how often it logs or checkpoints, how it batches evaluation and spreads
@@ -115,7 +115,7 @@ def find_workdirs(paths: list[str]) -> list[pathlib.Path]:
 def resolved(config: dict[str, Any]) -> dict[str, Any]:
   """A run's config, flat (`flatten`), with the default of every field it lacks: a field added
   after the run did not exist, so it changed nothing in that run."""
-  from ls_jax import default_config  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
   return {**flatten(default_config.get_config().to_dict()), **flatten(config)}
 
 

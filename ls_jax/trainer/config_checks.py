@@ -4,7 +4,7 @@ from typing import Any
 import ml_collections
 
 from ls_jax import losses
-from ls_jax.errors import UserError
+from ls_jax.trainer.errors import UserError
 
 _CHOICES = {
     "data.augment": ("none", "crop_flip", "inception"),

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ls_jax import finished_runs
+from ls_jax.trainer import finished_runs
 
 
 @dataclasses.dataclass

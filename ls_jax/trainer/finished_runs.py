@@ -2,7 +2,7 @@
 run's config.
 
 Two config fields name a finished run's workdir:
-* `distill.teacher_workdir`: its model teaches the new one (`ls_jax.distillation`);
+* `distill.teacher_workdir`: its model teaches the new one (`ls_jax.trainer.distillation`);
 * `init_from`: its final weights initialize the new one, with a fresh optimizer state and step 0
   (fine-tuning; e.g. the CE warm-up before negative label smoothing in Wei et al. 2022).
 A run is finished when its last checkpoint is at its `num_steps` and its results.json exists.
@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ls_jax import checkpointing
+from ls_jax.trainer import checkpointing
 from ls_jax import models
-from ls_jax.errors import UserError
+from ls_jax.trainer.errors import UserError
 
 
 def load(workdir: str, config: ml_collections.ConfigDict, *, field: str, this_run: str

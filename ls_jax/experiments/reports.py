@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import special
 
-from ls_jax import calibration, statistics, study
-from ls_jax.metrics_writer import method_name
-from ls_jax.study import Metric
+from ls_jax import calibration, statistics
+from ls_jax.experiments import study
+from ls_jax.trainer.metrics_writer import method_name
+from ls_jax.experiments.study import Metric
 
 METRICS = {m.name: m for m in study.METRICS}
 # Metrics computed here from predictions.npz (`confidence_split`).

@@ -7,7 +7,7 @@
   80/20 by a fixed permutation (seed 0), stratification not needed at this size.
 * `pydoc_text`: English text for next-token language models, the Python Language Reference's
   topics that ship with every CPython in `pydoc_data.topics` (PSF licence), tokenized by words
-  (`ls_jax.tokenizer`) and cut into windows; the vocabulary is stored with the dataset.
+  (`ls_jax.trainer.tokenizer`) and cut into windows; the vocabulary is stored with the dataset.
 
 Importing this module registers the builders with TFDS. They are written once, as `array_record`
 files, under the data_dir (by default `~/.cache/ls_jax/tfds`), and read back with
@@ -18,7 +18,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ls_jax import tokenizer
+from ls_jax.trainer import tokenizer
 
 _MNIST1D_CITATION = """@article{greydanus2020scaling,
   title={Scaling down deep learning}, author={Greydanus, Sam}, journal={arXiv:2011.14439}, year={2020}}"""

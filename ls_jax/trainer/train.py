@@ -31,18 +31,18 @@ from flax.training import train_state
 from scipy import special
 
 from ls_jax import calibration
-from ls_jax import checkpointing
-from ls_jax import distillation
-from ls_jax import finished_runs
-from ls_jax import host
-from ls_jax import input_pipeline
-from ls_jax import interrupts
+from ls_jax.trainer import checkpointing
+from ls_jax.trainer import distillation
+from ls_jax.trainer import finished_runs
+from ls_jax.trainer import host
+from ls_jax.trainer import input_pipeline
+from ls_jax.trainer import interrupts
 from ls_jax import losses
 from ls_jax import mixing
 from ls_jax import models
-from ls_jax import tokenizer
-from ls_jax.errors import UserError
-from ls_jax.metrics_writer import MetricsWriter, Progress, method_name
+from ls_jax.trainer import tokenizer
+from ls_jax.trainer.errors import UserError
+from ls_jax.trainer.metrics_writer import MetricsWriter, Progress, method_name
 
 
 class TrainState(train_state.TrainState):
@@ -141,7 +141,7 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
   """One optimizer step on a global batch (or on a device's shard under pmap, `axis_name` set).
 
   The step's metrics are added to `metric_sums` on device, so the host reads them once per
-  logging interval instead of once per step. With a teacher (`ls_jax.distillation`), its logits
+  logging interval instead of once per step. With a teacher (`ls_jax.trainer.distillation`), its logits
   on the same inputs enter the loss; it gets no gradient. A language model's batch holds input
   tokens as "image" and the next tokens as "label", both `[batch, seq_len]`; with `vocab_mesh`,
   its loss is split over the vocabulary on the mesh's `model` axis.
@@ -618,8 +618,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
   `devices` defaults to every device of every process; `restart` moves an existing run aside.
   """
-  from ls_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from ls_jax import default_config  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import config_checks  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
   devices = jax.devices() if devices is None else devices
   interrupts.set_situation(interrupts.BEFORE_FIRST_STEP)  # A second run in the same process.
   config_checks.validate(config, reference=default_config.get_config(), device_count=len(devices))

@@ -3,13 +3,13 @@
 The runs come from configs/sweeps/kd_teachers.py (MNIST-1D CNN teachers, a in {0, 0.1, 0.3}, every
 500-step checkpoint kept), kd_students.py (MLP students of the teacher with the same seed) and
 projection_digits.py (digits CNN, CE and LS 0.1). results.json gives the distillation table; the
-checkpoints give the rest, through `ls_jax.analysis`. Everything here returns rows (dicts) and
+checkpoints give the rest, through `ls_jax.experiments.analysis`. Everything here returns rows (dicts) and
 arrays; scripts/study_kd.py writes them to summary.csv / summary.md and draws the figures.
 
-Runs are paired by seed, as in `ls_jax.study`: the same seed gives the same init and data order,
+Runs are paired by seed, as in `ls_jax.experiments.study`: the same seed gives the same init and data order,
 and a student of seed s learns from the teacher of seed s. A group's number is its mean over
 seeds with a Student-t 95% interval; a comparison is the paired difference with its t interval and
-`ls_jax.study.verdict` (a direction only where the interval excludes 0).
+`ls_jax.experiments.study.verdict` (a direction only where the interval excludes 0).
 """
 import functools
 import json
@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ls_jax import analysis, finished_runs, input_pipeline, statistics, study
+from ls_jax.experiments import analysis, study
+from ls_jax.trainer import finished_runs, input_pipeline
+from ls_jax import statistics
 
 # Forward passes on the host run in batches of this many inputs (bounded memory on any model).
 _BATCH = 4096
@@ -126,7 +128,7 @@ def compare(values: dict[int, float], baseline: Optional[dict[int, float]] = Non
     better: 'higher', 'lower' or None, for `study.verdict`.
 
   Returns:
-    The row fields of `ls_jax.study.summarize`: n, mean, std, ci_low, ci_high, seeds, n_paired,
+    The row fields of `ls_jax.experiments.study.summarize`: n, mean, std, ci_low, ci_high, seeds, n_paired,
     diff, diff_ci_low, diff_ci_high, p_value, verdict, unpaired_seeds ('' where not compared).
   """
   if not values:

@@ -3,10 +3,10 @@
 Every error the user can fix (a bad flag or config value, a missing dataset, a workdir from
 another experiment, a non-finite loss) ends in one line on stderr, `ls_jax: error: ...`, and exit
 status 2. A SIGTERM or SIGINT during training ends in a checkpoint, one line, and exit status 0;
-at any other moment in one line and exit status 128 + the signal number (`ls_jax.interrupts`).
+at any other moment in one line and exit status 128 + the signal number (`ls_jax.trainer.interrupts`).
 """
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from ls_jax import interrupts
+from ls_jax.trainer import interrupts
 
 interrupts.exit_on_signals()  # First: a signal during the imports below must not print a trace.
 
@@ -21,7 +21,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ls_jax import errors
+from ls_jax.trainer import errors
 
 USAGE = """Trains and evaluates one config: ls-jax-train --config=FILE[:VARIANT] --workdir=DIR
 
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> None:
     # default threshold, and they are what a sweep recompiles hundreds of times.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-  from ls_jax import train  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import train  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value is not None or _launched_by_cluster():
     # Before anything touches the backend. Gloo gives CPU devices cross-process collectives;
     # GPU and TPU backends ignore this setting.

@@ -14,8 +14,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ls_jax import errors
-from ls_jax.errors import UserError
+from ls_jax.trainer import errors
+from ls_jax.trainer.errors import UserError
 
 # Fields that may change between a run and its resumption without changing the experiment.
 _RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",

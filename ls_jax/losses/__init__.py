@@ -1,0 +1,35 @@
+"""Losses of ls_jax, one module per family behind this namespace (`from ls_jax import losses`).
+
+* `classification`: label-smoothed cross-entropy from integer labels (no one-hot), soft-target
+  cross-entropy, entropy, the confidence penalty, focal loss and knowledge distillation.
+* `fused`: the output layer fused with label-smoothed cross-entropy at vocabulary scale, on one
+  device or split over a mesh's vocabulary axis.
+
+Every loss is a pure per-example function, computed in float32 whatever the logits' dtype. The
+smoothing convention (Szegedy et al. 2016, §7) is in `classification`'s docstring.
+"""
+from ls_jax.losses.classification import NEGATIVE_SMOOTHING_MIN
+from ls_jax.losses.classification import check_labels
+from ls_jax.losses.classification import confidence_penalty
+from ls_jax.losses.classification import distillation_loss
+from ls_jax.losses.classification import entropy
+from ls_jax.losses.classification import focal_loss
+from ls_jax.losses.classification import smoothed_cross_entropy
+from ls_jax.losses.classification import soft_cross_entropy
+from ls_jax.losses.fused import LINEAR_CHUNK_SIZE
+from ls_jax.losses.fused import linear_smoothed_cross_entropy
+from ls_jax.losses.fused import vocab_parallel_linear_smoothed_cross_entropy
+
+__all__ = [
+    "LINEAR_CHUNK_SIZE",
+    "NEGATIVE_SMOOTHING_MIN",
+    "check_labels",
+    "confidence_penalty",
+    "distillation_loss",
+    "entropy",
+    "focal_loss",
+    "linear_smoothed_cross_entropy",
+    "smoothed_cross_entropy",
+    "soft_cross_entropy",
+    "vocab_parallel_linear_smoothed_cross_entropy",
+]

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=g-import-not-at-top
 from ls_jax.trainer import checkpointing, input_pipeline, tokenizer, train
-from ls_jax.trainer.metrics_writer import method_name
+from ls_jax.trainer import methods
 # pylint: enable=g-import-not-at-top
 
 # The seed example of the README, then prompts of the corpus (the Python Language Reference).
@@ -51,7 +51,7 @@ def next_word_probabilities(workdir: pathlib.Path, prompts: list[str]):
     hidden = model.apply({"params": params}, jnp.asarray([ids], jnp.int32))
     logits = hidden[0, -1] @ model.apply({"params": params}, method="output_kernel")
     probabilities.append(np.asarray(jax.nn.softmax(logits.astype(jnp.float32)), np.float64))
-  return method_name(config.to_dict()), read, np.stack(probabilities), vocabulary
+  return methods.label(config.to_dict()), read, np.stack(probabilities), vocabulary
 
 
 def entropy_nats(p: np.ndarray) -> float:

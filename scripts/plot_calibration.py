@@ -32,10 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from ls_jax.experiments import study  # pylint: disable=g-import-not-at-top
-from ls_jax.trainer.metrics_writer import method_name  # pylint: disable=g-import-not-at-top
+from ls_jax.trainer import methods  # pylint: disable=g-import-not-at-top
 
 MAX_COLUMNS = 3
-# The fields that `method_name` already spells out (`LS 0.1`, `20% symmetric noise: CE`).
+# The fields that `methods.label` already spells out (`LS 0.1`, `20% symmetric noise: CE`).
 METHOD_FIELDS = ("loss.label_smoothing", "loss.confidence_penalty", "mixup.alpha", "cutmix.alpha",
                  "data.label_noise.rate", "data.label_noise.kind")
 BAR_COLOR = np.array([0.298, 0.447, 0.690])  # #4C72B0
@@ -53,7 +53,7 @@ def run_label(config: dict[str, Any], fields: list[str]) -> str:
   """The method, then each differing field that the method name does not already show."""
   flat = study.flatten(config)
   extra = [f"{name} {flat.get(name)}" for name in fields if name not in METHOD_FIELDS]
-  return ", ".join([method_name(config), *extra])
+  return ", ".join([methods.label(config), *extra])
 
 
 def _accuracies(bins: dict[str, Any]) -> np.ndarray:

@@ -17,7 +17,7 @@ from scipy import special
 
 from ls_jax import calibration, statistics
 from ls_jax.experiments import study
-from ls_jax.trainer.metrics_writer import method_name
+from ls_jax.trainer import methods
 from ls_jax.experiments.study import Metric
 
 METRICS = {m.name: m for m in study.METRICS}
@@ -585,7 +585,7 @@ def noise(runs: list[dict[str, Any]]) -> Report:
   names = study.labels(groups)
   by_method: dict[str, dict[tuple[str, float], str]] = {}
   for key, members in groups.items():
-    method = method_name({**members[0]["config"], "data": {
+    method = methods.label({**members[0]["config"], "data": {
         **members[0]["config"]["data"], "label_noise": {"kind": "symmetric", "rate": 0.0}}})
     by_method.setdefault(method, {})[_noise(members[0])] = names[key]
   negative = [r for r in rows if r["metric"] == "accuracy" and r["baseline"]

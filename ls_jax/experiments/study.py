@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special
 
 from ls_jax import calibration, statistics
-from ls_jax.trainer.metrics_writer import method_name
+from ls_jax.trainer import methods
 
 SEED_FIELD = "seed"
 # Where the run's files go, how often it logs or checkpoints, how it batches evaluation and spreads
@@ -191,7 +191,7 @@ def labels(groups: dict[tuple, list]) -> dict[tuple, str]:
   for key, members in groups.items():
     config = members[0]["config"]
     extra = ", ".join(f"{f}={dict(key).get(f)}" for f in unnamed)
-    names[key] = (f"{config['data']['name']} {config['model']['name']} {method_name(config)}"
+    names[key] = (f"{config['data']['name']} {config['model']['name']} {methods.label(config)}"
                   + (f" [{extra}]" if extra else ""))
   repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
   for key, name in names.items():

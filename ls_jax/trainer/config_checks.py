@@ -1,9 +1,11 @@
-"""Validation of a resolved config before anything compiles: one `UserError` naming the field."""
+"""Validation of a resolved config before anything compiles: one `UserError` naming the field.
+
+The methods' values and combinations come from the method table (`ls_jax.trainer.methods`)."""
 from typing import Any
 
 import ml_collections
 
-from ls_jax import losses
+from ls_jax.trainer import methods
 from ls_jax.trainer.errors import UserError
 
 _CHOICES = {
@@ -56,19 +58,8 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
     if not ok:
       raise UserError(f"config.{name}={fields[name]!r}: {requirement}")
 
-  check("loss.label_smoothing",
-        losses.NEGATIVE_SMOOTHING_MIN <= fields["loss.label_smoothing"] < 1,
-        f"must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1) (negative: Wei et al. 2022)")
-  check("loss.confidence_penalty", fields["loss.confidence_penalty"] >= 0, "must be >= 0")
-  check("mixup.alpha", fields["mixup.alpha"] >= 0, "must be >= 0")
-  check("cutmix.alpha", fields["cutmix.alpha"] >= 0, "must be >= 0")
-  check("cutmix.alpha", not (fields["mixup.alpha"] > 0 and fields["cutmix.alpha"] > 0),
-        "choose one of mixup.alpha and cutmix.alpha")
-  check("distill.temperature", fields["distill.temperature"] > 0, "must be > 0")
-  check("distill.weight", 0 <= fields["distill.weight"] <= 1, "must be in [0, 1]")
-  check("distill.teacher_workdir", not fields["distill.teacher_workdir"] or not (
-      fields["mixup.alpha"] or fields["cutmix.alpha"]), "distillation with Mixup/CutMix is not "
-        "supported yet: set mixup.alpha and cutmix.alpha to 0")
+  methods.check(config, lambda name, requirement: check(name, False, requirement),
+                language_model=fields["model.name"] in models.LANGUAGE_MODELS)
   check("data.label_noise.rate", 0 <= fields["data.label_noise.rate"] <= 1, "must be in [0, 1]")
   check("num_classes", fields["num_classes"] >= 2 and isinstance(fields["num_classes"], int),
         "must be an integer >= 2")
@@ -105,9 +96,7 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
           f"must divide the vocabulary, num_classes={fields['num_classes']}")
   if fields["model.name"] in models.LANGUAGE_MODELS:
     # The next-token loss is smoothed CE (+ z-loss) over the vocabulary, nothing else yet.
-    for name, off in (("loss.confidence_penalty", 0.0), ("mixup.alpha", 0.0),
-                      ("cutmix.alpha", 0.0), ("data.label_noise.rate", 0.0),
-                      ("distill.teacher_workdir", ""), ("data.augment", "none"),
+    for name, off in (("data.label_noise.rate", 0.0), ("data.augment", "none"),
                       ("data.in_memory", True), ("parallelism", "jit")):
       check(name, fields[name] == off, f"must be {off!r} for a language model "
             f"(model.name={fields['model.name']!r})")

@@ -1,7 +1,7 @@
 """The config fields that every experiment shares, their defaults and what each one means.
 
 This is the reference every config is validated against before anything compiles (unknown fields,
-wrong types, out-of-range values; `ls_jax/config_checks.py`). It lives in the package so that an
+wrong types, out-of-range values; `ls_jax/trainer/config_checks.py`). It lives in the package so that an
 installed ls_jax needs no `configs/` folder on the path; `configs/default.py` re-exports it, and
 each experiment family's config file starts from `default.get_config()`. Changing the method is
 a field: see configs/default.py for the command lines.
@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0
   config.loss.confidence_penalty = 0.0  # beta in CE - beta * H(p).
+  config.loss.focal_gamma = 0.0  # gamma in -(1 - p_y)^gamma log p_y (Lin et al. 2017).
   config.mixup = ml_collections.ConfigDict({"alpha": 0.0})
   config.cutmix = ml_collections.ConfigDict({"alpha": 0.0})
   # Fine-tuning: the workdir of a finished run whose final weights (and batch statistics) start

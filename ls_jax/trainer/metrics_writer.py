@@ -6,16 +6,6 @@ import time
 from typing import Any
 
 
-def method_name(config: dict[str, Any]) -> str:
-  """`CE`, or what a run adds to it (`LS 0.1 + Mixup 0.2`), prefixed by its label noise."""
-  loss, noise = config["loss"], config["data"]["label_noise"]
-  parts = [f"{name} {value}" for name, value in (
-      ("LS", loss["label_smoothing"]), ("CP", loss["confidence_penalty"]),
-      ("Mixup", config["mixup"]["alpha"]), ("CutMix", config["cutmix"]["alpha"])) if value]
-  name = " + ".join(parts) or "CE"
-  return f"{noise['rate']:.0%} {noise['kind']} noise: {name}" if noise["rate"] else name
-
-
 class MetricsWriter:
   """Appends scalars to metrics.jsonl and TensorBoard; writes results.json. Process 0 only."""
 

@@ -42,7 +42,8 @@ from ls_jax import mixing
 from ls_jax import models
 from ls_jax.trainer import tokenizer
 from ls_jax.trainer.errors import UserError
-from ls_jax.trainer.metrics_writer import MetricsWriter, Progress, method_name
+from ls_jax.trainer import methods
+from ls_jax.trainer.metrics_writer import MetricsWriter, Progress
 
 
 class TrainState(train_state.TrainState):
@@ -58,25 +59,6 @@ class NonFiniteLoss(UserError):
 
 # ------------------------------------------------------------------------------------------------
 # The step.
-
-
-def objective(logits: jax.Array, labels: jax.Array, targets: Optional[jax.Array],
-              config: ml_collections.ConfigDict,
-              teacher_logits: Optional[jax.Array] = None) -> jax.Array:
-  """Per-example training loss: smoothed CE (or soft CE on mixed targets, or distillation from
-  `teacher_logits`) - beta * H(p)."""
-  loss_config = config.loss
-  if teacher_logits is not None:
-    per_example = losses.distillation_loss(
-        logits, teacher_logits, labels, temperature=config.distill.temperature,
-        weight=config.distill.weight, label_smoothing=loss_config.label_smoothing)
-  elif targets is not None:  # Mixed targets are already smoothed: smoothing again would double it.
-    per_example = losses.soft_cross_entropy(logits, targets)
-  else:
-    per_example = losses.smoothed_cross_entropy(logits, labels, loss_config.label_smoothing)
-  if loss_config.confidence_penalty:
-    per_example = per_example - loss_config.confidence_penalty * losses.entropy(logits)
-  return per_example
 
 
 def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,
@@ -99,22 +81,6 @@ def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens:
   per_token = loss_fn(hidden, kernel, labels, config.loss.label_smoothing, where=where,
                       z_loss=config.lm.z_loss, chunk_size=config.lm.chunk_size)
   return per_token.sum() / jnp.maximum(where.sum(), 1)
-
-
-def mix_batch(rng: jax.Array, images: jax.Array, labels: jax.Array,
-              config: ml_collections.ConfigDict) -> tuple[jax.Array, Optional[jax.Array]]:
-  """Mixup / CutMix inside the step; returns (inputs, soft targets or None when not mixing)."""
-  if config.mixup.alpha > 0:
-    images, targets, _ = mixing.mixup(rng, images, labels, config.num_classes, config.mixup.alpha,
-                                      label_smoothing=config.loss.label_smoothing)
-    return images, targets
-  if config.cutmix.alpha > 0:
-    signals = images.ndim == 2  # (N, L) 1-D signals: paste a segment of a 1-channel signal.
-    pasted, targets, _ = mixing.cutmix(rng, images[..., None] if signals else images, labels,
-                                       config.num_classes, config.cutmix.alpha,
-                                       label_smoothing=config.loss.label_smoothing)
-    return (pasted[..., 0] if signals else pasted), targets
-  return images, None
 
 
 METRIC_NAMES = ("loss", "accuracy", "mean_confidence", "grad_norm")
@@ -154,7 +120,7 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
     images = input_pipeline.normalize(images, config.data.name, jnp.dtype(config.compute_dtype))
     if config.data.augment == "crop_flip":
       images = input_pipeline.random_crop_flip(augment_rng, images)
-    images, targets = mix_batch(mix_rng, images, batch["label"], config)
+    images, targets = methods.mix_batch(mix_rng, images, batch["label"], config)
   if teacher_model is not None:
     teacher_logits = jax.lax.stop_gradient(
         teacher_model.apply(teacher_variables, images, train=False))
@@ -168,7 +134,8 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
       logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
     else:
       logits, updates = model.apply(variables, images, train=True), {}
-    loss = objective(logits, batch["label"], targets, config, teacher_logits).mean()
+    loss = methods.per_example_loss(logits, batch["label"], targets, config,
+                                   teacher_logits).mean()
     return loss, (logits, updates.get("batch_stats"))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -777,7 +744,7 @@ def _check_finite(state: TrainState, config, run, step: int) -> None:
 
 def summary_line(results: dict[str, Any], config: ml_collections.ConfigDict, workdir: str) -> str:
   """A README-table row: what was trained, and the test metrics that answer the papers."""
-  method = method_name(config.to_dict())
+  method = methods.label(config.to_dict())
   if "perplexity" in results:  # A language model: per-token metrics, no temperature scaling.
     return ("| dataset | model | method | steps | token acc | perplexity | ECE | mean conf "
             "| entropy | train s |\n|---|---|---|---|---|---|---|---|---|---|\n"

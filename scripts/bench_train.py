@@ -34,6 +34,9 @@ import numpy as np
 
 from configs import cifar10, mnist1d  # pylint: disable=g-import-not-at-top
 from ls_jax.trainer import host, input_pipeline, train
+from ls_jax.trainer import parallel
+from ls_jax.trainer import state as state_lib
+from ls_jax.trainer import tasks
 from ls_jax import models
 
 METHODS = {
@@ -52,18 +55,18 @@ def machine() -> str:
 def compiled_step(config, input_shape):
   """The loop's jitted step, a state and a synthetic device-resident training split."""
   model = models.get_model(config.model.name, num_classes=config.num_classes)
-  parallelism = train.Parallelism("jit", train.data_mesh())
-  step = parallelism.compile_step(model, config, resident_data=True)
-  state = parallelism.to_device(train.create_train_state(
-      jax.random.key(0), model, input_shape, train.make_optimizer(config.optimizer, 10_000)))
+  parallelism = parallel.Parallelism("jit", parallel.data_mesh())
+  step = train.compile_train_step(parallelism, model, config, resident_data=True)
+  state = parallelism.to_device(state_lib.create_train_state(
+      jax.random.key(0), model, input_shape, state_lib.make_optimizer(config.optimizer, 10_000)))
   rng = np.random.default_rng(0)
   num_examples = 10 * config.batch_size
   split = input_pipeline.Split(
       "synthetic", labels=rng.integers(0, config.num_classes, num_examples).astype(np.int32),
       images=rng.normal(size=(num_examples,) + input_shape).astype(np.float32))
-  feed = train.ResidentFeed(split, config, parallelism)
+  feed = parallel.ResidentFeed(split, config, parallelism)
   inputs = feed(0)
-  sums = parallelism.new_metric_sums()
+  sums = parallelism.new_metric_sums(tasks.task_for(config).step_metric_names)
   state, sums = step(state, sums, *inputs, jax.random.key(1), None)
   jax.block_until_ready(sums)
   return step, (state, sums), inputs

@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=g-import-not-at-top
 from ls_jax.trainer import checkpointing, input_pipeline, tokenizer, train
+from ls_jax.trainer import tasks
 from ls_jax.trainer import methods
 # pylint: enable=g-import-not-at-top
 
@@ -41,7 +42,7 @@ def next_word_probabilities(workdir: pathlib.Path, prompts: list[str]):
   if vocabulary is None:
     raise SystemExit(f"next_word.py: error: {workdir} is not a language-model run")
   words = tokenizer.Tokenizer(vocabulary)
-  model = train.get_model(config)
+  model = train.get_model(config, tasks.task_for(config))
   probabilities, read = [], []
   for prompt in prompts:
     ids = words.encode(prompt)[-config.data.seq_len:]

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from ls_jax.trainer import distillation, input_pipeline, train
+from ls_jax.trainer import parallel
+from ls_jax.trainer import state as state_lib
+from ls_jax.trainer import tasks
 from ls_jax import losses, models
 from ls_jax.trainer.errors import UserError
 from test_train import small_config
@@ -30,12 +33,12 @@ def test_the_step_minimizes_the_distillation_loss_of_the_teacher_on_the_batch(te
   """The first step's reported loss is `distillation_loss` of the init student and the restored
   teacher on the first batch, computed here outside the trainer."""
   config = student_config(teacher_dir, **{"loss.label_smoothing": 0.2})
-  parallelism = train.Parallelism("jit", train.data_mesh(jax.devices()[:1]))
+  parallelism = parallel.Parallelism("jit", parallel.data_mesh(jax.devices()[:1]))
   teacher = distillation.load_teacher(config, parallelism.replicate_array)
   assert teacher.model.__class__.__name__ == models.get_model("cnn1d", num_classes=10).__class__.__name__
   model = models.get_model("mlp", num_classes=10)
-  state = train.create_train_state(jax.random.key(0), model, (40,),
-                                   train.make_optimizer(config.optimizer, 20))
+  state = state_lib.create_train_state(jax.random.key(0), model, (40,),
+                                   state_lib.make_optimizer(config.optimizer, 20))
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
   batch = split.local_batch(input_pipeline.global_batch_indices(
       0, num_examples=len(split), batch_size=config.batch_size, seed=config.seed))
@@ -43,9 +46,9 @@ def test_the_step_minimizes_the_distillation_loss_of_the_teacher_on_the_batch(te
       model.apply({"params": state.params}, batch["image"], train=False),
       teacher.model.apply(teacher.variables, batch["image"], train=False), batch["label"],
       temperature=4.0, weight=0.7, label_smoothing=0.2).mean()
-  step = parallelism.compile_step(model, config, resident_data=True, teacher_model=teacher.model)
-  feed = train.ResidentFeed(split, config, parallelism)
-  state, sums = step(parallelism.to_device(state), parallelism.new_metric_sums(), *feed(0),
+  step = train.compile_train_step(parallelism, model, config, resident_data=True, teacher_model=teacher.model)
+  feed = parallel.ResidentFeed(split, config, parallelism)
+  state, sums = step(parallelism.to_device(state), parallelism.new_metric_sums(tasks.task_for(config).step_metric_names), *feed(0),
                      jax.random.key(0), teacher.variables)
   np.testing.assert_allclose(parallelism.read_metric_sums(sums)["loss"], expected, rtol=1e-5)
 

@@ -8,6 +8,7 @@ import pytest
 
 import launch
 from ls_jax.trainer import finished_runs, train
+from ls_jax.trainer import state as state_lib
 from ls_jax import models
 from ls_jax.experiments import study
 from ls_jax.trainer.errors import UserError
@@ -23,8 +24,8 @@ def warmup_dir(tmp_path_factory):
 
 def fresh_state(config):
   model = models.get_model(config.model.name, num_classes=config.num_classes)
-  return train.create_train_state(jax.random.key(1), model, (40,),
-                                  train.make_optimizer(config.optimizer, config.num_steps))
+  return state_lib.create_train_state(jax.random.key(1), model, (40,),
+                                  state_lib.make_optimizer(config.optimizer, config.num_steps))
 
 
 def test_warm_start_takes_the_final_params_and_keeps_a_fresh_optimizer(warmup_dir):

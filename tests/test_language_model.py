@@ -11,6 +11,10 @@ from scipy import special
 
 from configs import lm_pydoc
 from ls_jax.trainer import embedded_datasets, input_pipeline, tokenizer, train
+from ls_jax.trainer import parallel
+from ls_jax.trainer import state as state_lib
+from ls_jax.trainer import tasks
+from ls_jax.trainer import language_model
 from ls_jax import losses
 
 
@@ -82,9 +86,9 @@ def test_pydoc_dataset_is_the_tokenized_contiguous_blocks_with_the_train_vocabul
 
 
 def _model_and_params(config, seed=0):
-  model = train.get_model(config)
-  state = train.create_train_state(jax.random.key(seed), model, (config.data.seq_len,),
-                                   train.make_optimizer(config.optimizer, config.num_steps),
+  model = train.get_model(config, tasks.task_for(config))
+  state = state_lib.create_train_state(jax.random.key(seed), model, (config.data.seq_len,),
+                                   state_lib.make_optimizer(config.optimizer, config.num_steps),
                                    input_dtype=jnp.int32)
   return model, state
 
@@ -105,17 +109,17 @@ def test_step_loss_is_the_materialized_smoothed_cross_entropy_of_the_first_batch
   config = tiny_config(**{"loss.label_smoothing": 0.1, "lm.z_loss": 1e-3,
                           "lm.tie_embedding": tie_embedding, "lm.chunk_size": 300})
   model, state = _model_and_params(config)
-  parallelism = train.Parallelism("jit", train.data_mesh(jax.devices()[:2]))
+  parallelism = parallel.Parallelism("jit", parallel.data_mesh(jax.devices()[:2]))
   split = input_pipeline.load_dataset(config.data, num_classes=2048, seed=0).train
   batch = split.local_batch(input_pipeline.global_batch_indices(
       0, num_examples=len(split), batch_size=config.batch_size, seed=config.seed))
   expected, grad = jax.value_and_grad(lambda p: _materialized_loss(
       model, p, batch["image"], batch["label"], 0.1, 1e-3))(state.params)
   expected_grad_norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad))))
-  step = parallelism.compile_step(model, config, resident_data=True)
-  feed = train.ResidentFeed(split, config, parallelism)
-  _, sums = step(parallelism.to_device(state), parallelism.new_metric_sums(train.metric_names(
-      config)), *feed(0), jax.random.key(0), None)
+  step = train.compile_train_step(parallelism, model, config, resident_data=True)
+  feed = parallel.ResidentFeed(split, config, parallelism)
+  _, sums = step(parallelism.to_device(state), parallelism.new_metric_sums(
+      tasks.task_for(config).step_metric_names), *feed(0), jax.random.key(0), None)
   assert set(sums) == {"loss", "grad_norm"}  # No (tokens, V) softmax for accuracy in the step.
   metrics = parallelism.read_metric_sums(sums)
   np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
@@ -133,13 +137,13 @@ def test_padding_is_masked_a_padded_sequence_has_the_loss_of_its_prefix():
   padded_tokens, padded_labels = tokens.copy(), labels.copy()
   padded_tokens[:, length + 1:] = 0
   padded_labels[:, length:] = 0
-  padded = train.next_token_loss(model, variables, padded_tokens, padded_labels, config)
-  prefix = train.next_token_loss(model, variables, tokens[:, :length], labels[:, :length], config)
+  padded = language_model.next_token_loss(model, variables, padded_tokens, padded_labels, config)
+  prefix = language_model.next_token_loss(model, variables, tokens[:, :length], labels[:, :length], config)
   np.testing.assert_allclose(padded, prefix, rtol=1e-6)
   # Whatever the padded positions hold as inputs, the loss does not change.
   garbage = padded_tokens.copy()
   garbage[:, length + 1:] = rng.integers(3, 2048, 32 - length - 1)
-  np.testing.assert_allclose(train.next_token_loss(model, variables, garbage, padded_labels,
+  np.testing.assert_allclose(language_model.next_token_loss(model, variables, garbage, padded_labels,
                                                    config), prefix, rtol=1e-6)
 
 
@@ -156,8 +160,8 @@ def test_token_metrics_match_a_float64_numpy_computation():
   labels = rng.integers(3, 2048, (4, 32)).astype(np.int32)
   labels[1, 25:] = 0  # Padding is left out of every metric.
   tokens[1, 26:] = 0
-  outputs = jax.device_get(train.next_token_outputs(model, variables, tokens, labels))
-  metrics = train.token_metrics(train.next_tokens({**outputs, "label": labels}))
+  outputs = jax.device_get(language_model.next_token_outputs(model, variables, tokens, labels))
+  metrics = language_model.token_metrics(language_model.next_tokens({**outputs, "label": labels}))
 
   hidden = np.asarray(model.apply(variables, tokens, where=tokens != 0), np.float64)
   logits = hidden @ np.asarray(model.apply(variables, method="output_kernel"), np.float64)
@@ -249,7 +253,7 @@ def test_the_vocabulary_is_split_over_the_model_axis_and_training_matches_one_de
                launch.final_params(tmp_path / "one"), launch.final_params(tmp_path / "mesh"))
   np.testing.assert_allclose(mesh["nll"], one["nll"], rtol=1e-5)
   # Where the vocabulary-sized arrays live: split over `model` along V, moments included.
-  parallelism = train.Parallelism("jit", train.data_mesh(jax.devices(), 2))
+  parallelism = parallel.Parallelism("jit", parallel.data_mesh(jax.devices(), 2))
   state = jax.eval_shape(lambda: _model_and_params(config)[1])
   sharding = parallelism.state_sharding(state)
   spec = jax.sharding.PartitionSpec

@@ -7,6 +7,10 @@ import pytest
 
 from configs import default, mnist1d
 from ls_jax.trainer import input_pipeline, train
+from ls_jax.trainer import parallel
+from ls_jax.trainer import state as state_lib
+from ls_jax.trainer import errors
+from ls_jax.trainer import tasks
 from ls_jax import models
 from ls_jax.trainer.errors import UserError
 
@@ -84,19 +88,19 @@ def _run_steps(config, strategy: str, devices, num_steps: int = 3, resident=None
   The feed is the loop's own choice (`make_feed`) unless `resident` forces one.
   """
   model = models.get_model(config.model.name, num_classes=config.num_classes)
-  parallelism = train.Parallelism(strategy, train.data_mesh(devices))
-  tx = train.make_optimizer(config.optimizer, config.num_steps)
-  state = train.create_train_state(jax.random.key(0), model, (40,), tx)
+  parallelism = parallel.Parallelism(strategy, parallel.data_mesh(devices))
+  tx = state_lib.make_optimizer(config.optimizer, config.num_steps)
+  state = state_lib.create_train_state(jax.random.key(0), model, (40,), tx)
   state = parallelism.to_device(state)
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
   if resident is None:
-    feed = train.make_feed(split, config, parallelism, start_step=0)
+    feed = parallel.make_feed(split, config, parallelism, start_step=0)
   else:
-    feed = (train.ResidentFeed(split, config, parallelism) if resident
-            else train.HostFeed(split, config, parallelism, start_step=0))
-  step = parallelism.compile_step(  # The loop's own jit / pmap wrapping.
-      model, config, resident_data=isinstance(feed, train.ResidentFeed))
-  metric_sums = parallelism.new_metric_sums()
+    feed = (parallel.ResidentFeed(split, config, parallelism) if resident
+            else parallel.HostFeed(split, config, parallelism, start_step=0))
+  step = train.compile_train_step(  # The loop's own jit / pmap wrapping.
+      parallelism, model, config, resident_data=isinstance(feed, parallel.ResidentFeed))
+  metric_sums = parallelism.new_metric_sums(tasks.task_for(config).step_metric_names)
   for i in range(num_steps):
     state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(1), None)
   metrics = {k: v / num_steps for k, v in parallelism.read_metric_sums(metric_sums).items()}
@@ -112,12 +116,12 @@ def test_jit_on_8_devices_and_pmap_match_one_device(label_smoothing):
   for other in (eight, pmapped):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), one, other)
   for other in (eight_metrics, pmapped_metrics):  # Metrics summed on device agree too.
-    for name in train.METRIC_NAMES:
+    for name in tasks.Classification.step_metric_names:
       np.testing.assert_allclose(one_metrics[name], other[name], rtol=1e-4)
   # And the steps did something: every parameter moved from its initial value.
-  initial = train.create_train_state(
+  initial = state_lib.create_train_state(
       jax.random.key(0), models.get_model("cnn1d", num_classes=10), (40,),
-      train.make_optimizer(config.optimizer, 10)).params
+      state_lib.make_optimizer(config.optimizer, 10)).params
   for before, after in zip(jax.tree.leaves(initial), jax.tree.leaves(one)):
     assert not np.allclose(before, after)
 
@@ -132,7 +136,7 @@ def test_device_resident_data_gives_the_host_batches_results(devices):
   host, host_metrics = _run_steps(config, "jit", jax.devices()[:devices], num_steps=45,
                                   resident=False)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), resident, host)
-  for name in train.METRIC_NAMES:
+  for name in tasks.Classification.step_metric_names:
     np.testing.assert_allclose(resident_metrics[name], host_metrics[name], rtol=1e-4)
 
 
@@ -153,13 +157,13 @@ def test_take_batch_selects_the_global_batch_indices_across_epochs():
 def test_train_step_compiles_once(tmp_path):
   config = small_config(num_steps=30, **{"mixup.alpha": 0.4, "loss.label_smoothing": 0.1})
   model = models.get_model("cnn1d", num_classes=10)
-  parallelism = train.Parallelism("jit", train.data_mesh())
-  step = parallelism.compile_step(model, config, resident_data=True)
-  state = parallelism.to_device(train.create_train_state(
-      jax.random.key(0), model, (40,), train.make_optimizer(config.optimizer, 30)))
+  parallelism = parallel.Parallelism("jit", parallel.data_mesh())
+  step = train.compile_train_step(parallelism, model, config, resident_data=True)
+  state = parallelism.to_device(state_lib.create_train_state(
+      jax.random.key(0), model, (40,), state_lib.make_optimizer(config.optimizer, 30)))
   split = input_pipeline.load_dataset(config.data, num_classes=10, seed=0).train
-  feed = train.ResidentFeed(split, config, parallelism)
-  metric_sums = parallelism.new_metric_sums()
+  feed = parallel.ResidentFeed(split, config, parallelism)
+  metric_sums = parallelism.new_metric_sums(tasks.task_for(config).step_metric_names)
   for i in range(60):  # Crosses an epoch boundary: a new order array, the same executable.
     state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(0), None)
   assert int(state.step) == 60
@@ -169,7 +173,7 @@ def test_train_step_compiles_once(tmp_path):
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
   config = small_config(num_steps=60, checkpoint_every_steps=10, **{
       "optimizer.name": "sgd", "optimizer.learning_rate": 1e30})
-  with pytest.raises(train.NonFiniteLoss, match=r"non-finite at step \d+") as error:
+  with pytest.raises(errors.NonFiniteLoss, match=r"non-finite at step \d+") as error:
     train.train_and_evaluate(config, str(tmp_path))
   assert "\n" not in str(error.value)
   assert not (tmp_path / "results.json").exists()
@@ -180,7 +184,7 @@ def test_non_finite_updates_can_be_skipped(tmp_path):
                                          "nonfinite_loss": "skip"})
   # The first update (loss still finite) throws the params far away; every later one is skipped,
   # so training reaches step 20, and the evaluation of the diverged model says so in one line.
-  with pytest.raises(train.NonFiniteLoss, match=r"outputs on split .* are not finite") as error:
+  with pytest.raises(errors.NonFiniteLoss, match=r"outputs on split .* are not finite") as error:
     train.train_and_evaluate(config, str(tmp_path))
   assert "\n" not in str(error.value)
   assert (tmp_path / "checkpoints" / "20").is_dir()

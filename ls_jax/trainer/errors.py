@@ -14,3 +14,7 @@ def one_line(error: BaseException) -> str:
   if not lines:
     return type(error).__name__
   return lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]
+
+
+class NonFiniteLoss(UserError):
+  """Training or evaluation met a non-finite loss, gradient or output (`config.nonfinite_loss`)."""

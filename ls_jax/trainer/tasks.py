@@ -1,0 +1,116 @@
+"""What a task contributes to the generic train loop, so that the loop never asks which task it runs.
+
+A task says how a batch becomes model inputs (and soft targets), what the loss of a batch is, which
+metrics the step can afford, what evaluation keeps of a batch, and what the final results are.
+Two tasks: `Classification` here (the losses of the method table, `ls_jax.trainer.methods`), and
+next-token language modelling (`ls_jax.trainer.language_model.LanguageModel`).
+"""
+from typing import Any, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from scipy import special
+
+from ls_jax import calibration
+from ls_jax import models
+from ls_jax.trainer import input_pipeline
+from ls_jax.trainer import methods
+from ls_jax.trainer.evaluation import bins_json
+from ls_jax.trainer.language_model import LanguageModel
+
+
+class Classification:
+  """Images or 1-D signals with integer labels; logits from the model."""
+  step_metric_names = ("loss", "accuracy", "mean_confidence", "grad_norm")
+  validation_metric_names = ("accuracy", "nll", "ece", "mean_confidence")
+  input_dtype = jnp.float32
+
+  def model_kwargs(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    del config
+    return {}
+
+  def prepare(self, rng: jax.Array, batch: dict[str, jax.Array],
+              config: ml_collections.ConfigDict) -> tuple[jax.Array, Optional[jax.Array]]:
+    """Normalized, augmented and mixed inputs, and the mixed soft targets (None unmixed)."""
+    augment_rng, mix_rng = jax.random.split(rng)
+    images = input_pipeline.normalize(batch["image"], config.data.name,
+                                      jnp.dtype(config.compute_dtype))
+    if config.data.augment == "crop_flip":
+      images = input_pipeline.random_crop_flip(augment_rng, images)
+    return methods.mix_batch(mix_rng, images, batch["label"], config)
+
+  def loss(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+           labels: jax.Array, targets: Optional[jax.Array], config: ml_collections.ConfigDict, *,
+           teacher_logits: Optional[jax.Array], vocab_mesh: Optional[jax.sharding.Mesh],
+           has_batch_stats: bool) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+    """The batch's mean loss, and (logits, updated BatchNorm statistics or None)."""
+    del vocab_mesh  # Classifiers are replicated (config validation).
+    if has_batch_stats:
+      logits, updates = model.apply(variables, inputs, train=True, mutable=["batch_stats"])
+    else:
+      logits, updates = model.apply(variables, inputs, train=True), {}
+    loss = methods.per_example_loss(logits, labels, targets, config, teacher_logits).mean()
+    return loss, (logits, updates.get("batch_stats"))
+
+  def step_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+            "mean_confidence": jnp.mean(jnp.max(jax.nn.softmax(logits), -1))}
+
+  def eval_outputs(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+                   labels: jax.Array, config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    del labels
+    images = input_pipeline.normalize(inputs, config.data.name, jnp.dtype(config.compute_dtype))
+    return {"logits": model.apply(variables, images, train=False)}
+
+  def split_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    return calibration.calibration_metrics(outputs["logits"], outputs["label"])
+
+  def final_results(self, val_outputs: dict[str, np.ndarray], test_outputs: dict[str, np.ndarray]
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Test metrics, plus temperature scaling fitted on validation (Guo et al. 2017); and the
+    predictions (float32 logits and labels of both splits) that analyses of a finished run read
+    from `predictions.npz`, without retraining."""
+    val_logits, val_labels = val_outputs["logits"], val_outputs["label"]
+    test_logits, test_labels = test_outputs["logits"], test_outputs["label"]
+    temperature = calibration.fit_temperature(val_logits, val_labels)
+    scaled_logits = test_logits / temperature
+    results = {
+        **calibration.calibration_metrics(test_logits, test_labels),
+        "validation": calibration.calibration_metrics(val_logits, val_labels),
+        "temperature": float(temperature),
+        "temperature_scaled": calibration.calibration_metrics(scaled_logits, test_labels),
+        # What a reliability diagram and a confidence histogram draw (scripts/plot_calibration.py).
+        "reliability": _reliability_json(test_logits, test_labels),
+        "reliability_temperature_scaled": _reliability_json(scaled_logits, test_labels),
+    }
+    predictions = {"val_logits": val_logits, "val_labels": val_labels,
+                   "test_logits": test_logits, "test_labels": test_labels}
+    return results, predictions
+
+  def summary_line(self, results: dict[str, Any], config: ml_collections.ConfigDict, method: str,
+                   workdir: str) -> str:
+    """A README-table row: what was trained, and the test metrics that answer the papers."""
+    scaled = results["temperature_scaled"]
+    return ("| dataset | model | method | steps | test acc | NLL | ECE | mean conf | T "
+            "| ECE after TS | train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+            f"| {config.data.name} | {config.model.name} | {method} | {results['steps']} "
+            f"| {results['accuracy']:.4f} | {results['nll']:.4f} | {results['ece']:.4f} "
+            f"| {results['mean_confidence']:.4f} | {results['temperature']:.3f} "
+            f"| {scaled['ece']:.4f} | {results['train_seconds']:.1f} |\n"
+            f"(full results: {workdir}/results.json)")
+
+
+def _reliability_json(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
+  return bins_json(calibration.reliability_bins(
+      special.softmax(logits.astype(np.float64), axis=1), labels))
+
+
+Task = Classification | LanguageModel
+
+
+def task_for(config: ml_collections.ConfigDict) -> Task:
+  """The task `config.model.name` implies."""
+  return LanguageModel() if config.model.name in models.LANGUAGE_MODELS else Classification()

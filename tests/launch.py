@@ -104,9 +104,11 @@ def final_params(workdir: pathlib.Path) -> dict:
 
 
 def error_lines(stderr: str) -> list[str]:
-  """What the program itself said, without JAX/absl/TFDS logging."""
+  """What the program itself said, without JAX/absl/TFDS logging and the one-time note that an
+  embedded dataset is being built (a first run on a fresh machine)."""
   return [line for line in stderr.splitlines()
-          if line.strip() and not line.startswith(("WARNING", "I1", "W1", "E1", "[Gloo]"))
+          if line.strip() and not line.startswith(("WARNING", "I1", "W1", "E1", "[Gloo]",
+                                                   "ls_jax: building the embedded dataset"))
           and "absl" not in line]
 
 

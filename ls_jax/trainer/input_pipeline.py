@@ -24,13 +24,14 @@ split, and each split's text is cut into windows of `seq_len + 1` tokens.
 Multi-host: every process computes the same global indices and keeps its contiguous slice
 (`process_index`), which `jax.make_array_from_process_local_data` reassembles into the global batch.
 """
+import contextlib
 import dataclasses
 import fcntl
 import functools
 import io
 import logging
-import os
 import pathlib
+import sys
 from typing import Any, Callable, Iterator, Optional
 
 import jax
@@ -285,15 +286,21 @@ def _quietly(function):
 
 def _prepare_embedded(builder) -> None:
   """Generates an embedded dataset once; a file lock keeps concurrent processes from racing."""
-  if builder.is_prepared():
+  if _quietly(builder.is_prepared):
     return
   root = pathlib.Path(builder.data_dir_root)
   root.mkdir(parents=True, exist_ok=True)
   with open(root / f".{builder.name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    if not builder.is_prepared():
-      os.environ.setdefault("TFDS_DISABLE_PROGRESS_BAR", "1")
-      builder.download_and_prepare()
+    if not _quietly(builder.is_prepared):
+      # One line of our own instead of TFDS's messages, absl warnings and progress bars (raw
+      # escape codes in a log): the build takes seconds and happens once per machine.
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      print(f"ls_jax: building the embedded dataset {builder.name} in {root} (once)",
+            file=sys.stderr, flush=True)
+      tfds.disable_progress_bar()
+      with contextlib.redirect_stdout(io.StringIO()):
+        _quietly(builder.download_and_prepare)
 
 
 # ------------------------------------------------------------------------------------------------

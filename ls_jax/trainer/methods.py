@@ -40,6 +40,8 @@ class Method:
   off: Any  # The field's value when the method is not used.
   role: str  # LOSS or TARGETS.
   library_function: Callable[..., Any]  # What it calls in the library (`ls_jax.losses`, ...).
+  reference: str  # The paper it comes from.
+  example: Any  # A typical value of `field` (benchmarks, docs); None: needs a finished run.
   # Each (field, is valid, what is required) that config validation checks, the switch first.
   checks: tuple[tuple[str, Callable[[Any], bool], str], ...]
   combines_with: tuple[str, ...] = ()  # Names of the methods a run may use with this one.
@@ -62,6 +64,7 @@ def _cutmix(rng, inputs, labels, config):
 
 LABEL_SMOOTHING = Method(
     name="LS", field="loss.label_smoothing", off=0.0, role=LOSS,
+    reference="Szegedy et al. 2016", example=0.1,
     library_function=losses.smoothed_cross_entropy,
     checks=(("loss.label_smoothing", lambda a: losses.NEGATIVE_SMOOTHING_MIN <= a < 1,
              f"must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1) (negative: Wei et al. 2022)"),),
@@ -73,6 +76,7 @@ METHODS: tuple[Method, ...] = (
     LABEL_SMOOTHING,
     Method(
         name="CP", field="loss.confidence_penalty", off=0.0, role=LOSS,
+        reference="Pereyra et al. 2017", example=0.1,
         library_function=losses.confidence_penalty,
         checks=(("loss.confidence_penalty", lambda b: b >= 0, "must be >= 0"),),
         combines_with=("LS",),
@@ -81,23 +85,27 @@ METHODS: tuple[Method, ...] = (
             label_smoothing=config.loss.label_smoothing)),
     Method(
         name="Focal", field="loss.focal_gamma", off=0.0, role=LOSS,
+        reference="Lin et al. 2017; Mukhoti et al. 2020", example=3.0,
         library_function=losses.focal_loss,
         checks=(("loss.focal_gamma", lambda g: g >= 0, "must be >= 0"),),
         loss=lambda logits, labels, config, teacher_logits: losses.focal_loss(
             logits, labels, config.loss.focal_gamma)),
     Method(
         name="Mixup", field="mixup.alpha", off=0.0, role=TARGETS, library_function=mixing.mixup,
+        reference="Zhang et al. 2018", example=0.2,
         checks=(("mixup.alpha", lambda a: a >= 0, "must be >= 0"),), combines_with=("LS",),
         mix=lambda rng, inputs, labels, config: mixing.mixup(
             rng, inputs, labels, config.num_classes, config.mixup.alpha,
             label_smoothing=config.loss.label_smoothing)[:2]),
     Method(
         name="CutMix", field="cutmix.alpha", off=0.0, role=TARGETS,
+        reference="Yun et al. 2019", example=1.0,
         library_function=mixing.cutmix,
         checks=(("cutmix.alpha", lambda a: a >= 0, "must be >= 0"),), combines_with=("LS",),
         mix=_cutmix),
     Method(
         name="KD", field="distill.teacher_workdir", off="", role=LOSS,
+        reference="Hinton et al. 2015", example=None,
         library_function=losses.distillation_loss,
         checks=(("distill.temperature", lambda t: t > 0, "must be > 0"),
                 ("distill.weight", lambda w: 0 <= w <= 1, "must be in [0, 1]")),

@@ -8,6 +8,7 @@ the repository's. The slow test does the full `pip install .[train]` from the pa
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,9 @@ import pytest
 import overlay_venv
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The version the source declares: what an install of this tree must report.
+SOURCE_VERSION = re.search(r'^__version__ = "(.+)"$', (REPO_ROOT / "ls_jax" / "__init__.py").read_text(),
+                           re.M).group(1)
 # What the core install promises not to need: importing the library must not load these.
 TRAINING_STACK = ("flax", "optax", "orbax", "tensorflow_datasets", "ml_collections", "absl", "grain",
                   "matplotlib", "sklearn", "tensorboard")
@@ -71,7 +75,7 @@ print(json.dumps({{"file": ls_jax.__file__, "version": ls_jax.__version__, "loss
   assert result.returncode == 0, result.stderr
   out = json.loads(result.stdout)
   assert pathlib.Path(out["file"]).is_relative_to(installed), out["file"]
-  assert out["version"] == "0.1.0"
+  assert out["version"] == SOURCE_VERSION
   assert out["heavy"] == [], f"the core library imported {out['heavy']}"
   # Float64 reference: cross-entropy against q = (1 - a)·onehot + a/K.
   logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
@@ -86,7 +90,7 @@ def test_metadata_keeps_the_training_stack_in_the_train_extra(installed, tmp_pat
   result = _run([_venv_python(installed), "-c", script], cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   out = json.loads(result.stdout)
-  assert out["version"] == "0.1.0"
+  assert out["version"] == SOURCE_VERSION
   core = sorted(r.split(">")[0] for r in out["requires"] if "extra" not in r)
   assert core == ["jax", "numpy", "scipy"]
   train = [r for r in out["requires"] if 'extra == "train"' in r]

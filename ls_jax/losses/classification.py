@@ -269,9 +269,9 @@ def focal_loss(
   using Focal Loss", who show it improves calibration as an implicit entropy regularizer: focal
   loss >= CE - gamma * H(p). `gamma = 0` is the cross-entropy; they use gamma in {1, 2, 3}.
 
-  `1 - p_y` is computed as `-expm1(log p_y)`, accurate when `p_y` is near 1, where the loss is
-  smallest; where `p_y` rounds to 1 the loss and its gradient are 0 (1 for the weight when
-  gamma = 0).
+  `log p_y` is computed as `z_y - z_max - log1p(sum_{k != argmax} exp(z_k - z_max))` and
+  `1 - p_y` as `-expm1(log p_y)`, so both keep their relative precision when `p_y` is near 1,
+  where the loss is smallest (plain `z_y - logsumexp(z)` loses it to cancellation in float32).
 
   Args:
     logits: floating `[..., K]` unnormalized log-probabilities (bfloat16/float16 are upcast).
@@ -281,8 +281,8 @@ def focal_loss(
       logits are NaN or infinite.
 
   Returns:
-    float32 `[...]` per-example losses (float64 for float64 logits); NaN where a label is outside
-    `[0, K)`.
+    float32 `[...]` per-example losses (float64 for float64 logits); NaN, with NaN gradients,
+    where a label is outside `[0, K)`, as for `smoothed_cross_entropy`.
 
   Raises:
     ValueError: on bad shapes or dtypes, or a concrete `gamma < 0`.
@@ -290,9 +290,16 @@ def focal_loss(
   logits, labels, where = _checked_integer_label_inputs("focal_loss", logits, labels, where)
   gamma = _checked_scalar("focal_loss", "gamma", gamma, low=0.0)
   z = logits.astype(_compute_dtype(logits))
+  num_classes = z.shape[-1]
+  # Adding NaN (not selecting it) poisons the gradient of a row with an invalid label as well.
+  z = z + jnp.where((labels >= 0) & (labels < num_classes), 0, jnp.nan)[..., None]
   if where is not None:  # Double where: masked rows must not leak NaN into the gradient.
     z = jnp.where(where[..., None], z, 0)
-  log_p = _label_logit(z, labels) - jax.nn.logsumexp(z, axis=-1)
+  top = jnp.argmax(z, axis=-1)
+  z_top = jnp.take_along_axis(z, top[..., None], axis=-1)
+  is_top = lax.broadcasted_iota(top.dtype, z.shape, z.ndim - 1) == top[..., None]
+  rest = jnp.sum(jnp.where(is_top, 0, jnp.exp(z - z_top)), axis=-1)
+  log_p = _label_logit(z, labels) - z_top[..., 0] - jnp.log1p(rest)
   one_minus_p = -jnp.expm1(log_p)
   positive = one_minus_p > 0
   # x^gamma at x = 0 has an infinite or NaN derivative for gamma < 1: take it only where x > 0.

@@ -5,6 +5,7 @@ from typing import Any
 
 import ml_collections
 
+from ls_jax.trainer import language_model
 from ls_jax.trainer import methods
 from ls_jax.trainer.errors import UserError
 
@@ -95,10 +96,4 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
     check("model_axis_size", fields["num_classes"] % fields["model_axis_size"] == 0,
           f"must divide the vocabulary, num_classes={fields['num_classes']}")
   if fields["model.name"] in models.LANGUAGE_MODELS:
-    # The next-token loss is smoothed CE (+ z-loss) over the vocabulary, nothing else yet.
-    for name, off in (("data.label_noise.rate", 0.0), ("data.augment", "none"),
-                      ("data.in_memory", True), ("parallelism", "jit")):
-      check(name, fields[name] == off, f"must be {off!r} for a language model "
-            f"(model.name={fields['model.name']!r})")
-    check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
-          "must be in [0, 1) for a language model (the fused loss has no negative smoothing)")
+    language_model.check_config(fields, check)

@@ -7,7 +7,7 @@ the step; evaluation computes per-token metrics one batch at a time (`next_token
 batch holds input tokens as "image" and the next tokens as "label", both `[batch, seq_len]`.
 """
 import functools
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax
 import jax
@@ -80,6 +80,18 @@ class LanguageModel:
             f"| {results['accuracy']:.4f} | {results['perplexity']:.2f} | {results['ece']:.4f} "
             f"| {results['mean_confidence']:.4f} | {results['entropy']:.3f} "
             f"| {results['train_seconds']:.1f} |\n(full results: {workdir}/results.json)")
+
+
+def check_config(fields: dict[str, Any], check: Callable[[str, bool, str], None]) -> None:
+  """What config validation adds for a language model (the method table checks the methods):
+  `check(field, ok, requirement)` on the flattened `fields`."""
+  # The next-token loss is smoothed CE (+ z-loss) over the vocabulary, nothing else yet.
+  for name, off in (("data.label_noise.rate", 0.0), ("data.augment", "none"),
+                    ("data.in_memory", True), ("parallelism", "jit")):
+    check(name, fields[name] == off, f"must be {off!r} for a language model "
+          f"(model.name={fields['model.name']!r})")
+  check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
+        "must be in [0, 1) for a language model (the fused loss has no negative smoothing)")
 
 
 def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,

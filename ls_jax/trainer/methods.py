@@ -123,12 +123,28 @@ BASELINE = "CE"  # The label of a run with every method off.
 
 def value(config: Config, field: str) -> Any:
   """`config`'s value of a dotted field; a finished run's config that predates the field gets the
-  field's default (`ls_jax/trainer/default_config.py`)."""
+  field's default (`ls_jax/trainer/default_config.py`).
+
+  Raises:
+    KeyError: if `field` is not a config field at all.
+  """
+  found = _lookup(config, field)
+  if found is _MISSING:
+    from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
+    found = _lookup(default_config.get_config(), field)
+  if found is _MISSING:
+    raise KeyError(f"unknown config field {field!r}")
+  return found
+
+
+_MISSING = object()
+
+
+def _lookup(config: Config, field: str) -> Any:
   node = config
   for key in field.split("."):
     if key not in node:
-      from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
-      return value(default_config.get_config(), field)
+      return _MISSING
     node = node[key]
   return node
 

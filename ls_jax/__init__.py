@@ -14,18 +14,20 @@ pull in the training stack (TFDS, Orbax, grain).
 __version__ = "0.2.0"
 
 # Modules that moved in 0.2.0: importing one by its old name says where it went, in one line.
-_MOVED = {
-    **{name: "ls_jax.trainer" for name in (
+_MOVED: dict[str, tuple[str, ...]] = {
+    **{name: ("ls_jax.trainer",) for name in (
         "checkpointing", "cli", "config_checks", "default_config", "distillation",
         "embedded_datasets", "errors", "finished_runs", "host", "input_pipeline", "interrupts",
         "metrics_writer", "tokenizer", "train")},
-    **{name: "ls_jax.experiments" for name in ("analysis", "sweeps")},
-    "study": "ls_jax.experiments.runs", "reports": "ls_jax.experiments.reports",
-    "kd_study": "ls_jax.experiments.representations",
+    "sweeps": ("ls_jax.experiments.sweeps",), "study": ("ls_jax.experiments.runs",),
+    "reports": ("ls_jax.experiments.reports",),  # The registry; each experiment has its module.
+    "analysis": ("ls_jax.experiments.representations",),
+    "kd_study": ("ls_jax.experiments.representations", "ls_jax.experiments.distillation"),
 }
 
 
 def __getattr__(name: str):
   if name in _MOVED:
-    raise ImportError(f"ls_jax.{name} moved in ls_jax 0.2.0: import it from {_MOVED[name]}")
+    raise ImportError(f"ls_jax.{name} moved in ls_jax 0.2.0: import it from "
+                      f"{' or '.join(_MOVED[name])}")
   raise AttributeError(f"module 'ls_jax' has no attribute {name!r}")

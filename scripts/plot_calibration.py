@@ -31,28 +31,28 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from ls_jax.experiments import study  # pylint: disable=g-import-not-at-top
+from ls_jax.experiments import runs as runs_lib  # pylint: disable=g-import-not-at-top
 from ls_jax.trainer import methods  # pylint: disable=g-import-not-at-top
 
 MAX_COLUMNS = 3
-# The fields that `methods.label` already spells out (`LS 0.1`, `20% symmetric noise: CE`).
-METHOD_FIELDS = ("loss.label_smoothing", "loss.confidence_penalty", "mixup.alpha", "cutmix.alpha",
-                 "data.label_noise.rate", "data.label_noise.kind")
+# The fields that `methods.label` already spells out (`LS 0.1`, `20% symmetric noise: CE`): the
+# method table's, and the label noise.
+LABELLED_FIELDS = (*methods.FIELDS, "data.label_noise.rate", "data.label_noise.kind")
 BAR_COLOR = np.array([0.298, 0.447, 0.690])  # #4C72B0
 MIN_ALPHA = 0.08  # An almost empty bin stays visible as an outline plus a trace of fill.
 
 
 def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
   """Dotted config fields whose values are not the same in every run, in the first run's order."""
-  flat = [study.flatten(c) for c in configs]
-  names = list(dict.fromkeys(name for f in flat for name in f))
+  flat = [runs_lib.resolved(c) for c in configs]  # An older run's missing fields: defaults.
+  names = list(dict.fromkeys(name for c in configs for name in runs_lib.flatten(c)))
   return [n for n in names if len({json.dumps(f.get(n), sort_keys=True) for f in flat}) > 1]
 
 
 def run_label(config: dict[str, Any], fields: list[str]) -> str:
   """The method, then each differing field that the method name does not already show."""
-  flat = study.flatten(config)
-  extra = [f"{name} {flat.get(name)}" for name in fields if name not in METHOD_FIELDS]
+  flat = runs_lib.resolved(config)
+  extra = [f"{name} {flat.get(name)}" for name in fields if name not in LABELLED_FIELDS]
   return ", ".join([methods.label(config), *extra])
 
 

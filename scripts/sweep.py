@@ -25,7 +25,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+# The repository: sweep files import `configs.sweeps.common`, and each run is scripts/train.py,
+# started there (config paths such as configs/mnist1d.py are relative to it).
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO_ROOT / "scripts" / "train.py"
+sys.path.insert(0, str(REPO_ROOT))
 from ls_jax.experiments import sweeps  # pylint: disable=g-import-not-at-top
 
 # One intra-op thread per process: with several processes on few cores, XLA's own thread pools
@@ -63,11 +67,11 @@ def run_all(runs: list[sweeps.Run], out: pathlib.Path, extra: dict[str, str], pa
     while todo and len(running) < parallel:
       run = todo.pop(0)
       log = open(out / "logs" / f"{run.name}.log", "a", encoding="utf-8")
-      argv = sweeps.command(run, str(out), extra)
+      argv = sweeps.command(run, str(out), TRAIN_SCRIPT, extra)
       log.write(f"$ {sweeps.shell_line(argv)}\n")
       log.flush()
       process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=sweeps.REPO_ROOT)
+                                 cwd=REPO_ROOT)
       running[process] = (run, time.monotonic(), log)
     time.sleep(0.2)
     for process in [p for p in running if p.poll() is not None]:
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   extra = _parse_overrides(args.override)
   out = pathlib.Path(args.out)
-  lines = [sweeps.shell_line(sweeps.command(r, str(out), extra)) for r in runs]
+  lines = [sweeps.shell_line(sweeps.command(r, str(out), TRAIN_SCRIPT, extra)) for r in runs]
   if args.print:
     print("\n".join(lines))
     return 0
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = (out / "commands.txt").resolve()
     commands.write_text("\n".join(lines) + "\n")
     script = out / "sweep.sbatch"
-    script.write_text(sweeps.slurm_script(str(commands), len(lines), str((out / "logs").resolve())))
+    script.write_text(sweeps.slurm_script(str(commands), len(lines),
+                                          str((out / "logs").resolve()), str(REPO_ROOT)))
     print(f"wrote {commands} ({len(lines)} runs) and {script}; submit with: sbatch {script}")
     return 0
   return 1 if run_all(runs, out, extra, args.parallel) else 0

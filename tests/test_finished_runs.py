@@ -10,7 +10,7 @@ import launch
 from ls_jax.trainer import finished_runs, train
 from ls_jax.trainer import state as state_lib
 from ls_jax import models
-from ls_jax.experiments import study
+from ls_jax.experiments import runs
 from ls_jax.trainer.errors import UserError
 from test_train import small_config
 
@@ -89,7 +89,7 @@ def test_a_resumed_run_needs_its_own_checkpoint_not_the_init_from_run(tmp_path):
 
 def test_runs_started_from_the_same_run_of_other_seeds_form_one_experiment():
   def key(init_from, seed):
-    return study.experiment_key(small_config(seed=seed, init_from=init_from).to_dict())
+    return runs.experiment_key(small_config(seed=seed, init_from=init_from).to_dict())
   assert key("runs/noise/ce_seed0", 0) == key("runs/noise/ce_seed1/", 1)
   assert key("runs/noise/ce_seed0", 0) != key("runs/noise/ls_seed0", 0)
   assert key("", 0) != key("runs/noise/ce_seed0", 0)

@@ -1,4 +1,5 @@
-"""The experiment reports: hand-built cases for the logic, fake run directories end to end."""
+"""The reports of experiments 1-6 and the registry: hand-built cases for the logic, fake run
+directories end to end through scripts/report.py, and scripts/reproduce.sh in TINY mode."""
 import csv
 import importlib.util
 import json
@@ -12,7 +13,9 @@ import pytest
 from scipy import special, stats
 
 from ls_jax import calibration, statistics
-from ls_jax.experiments import reports, study
+from ls_jax.experiments import calibration as calibration_report
+from ls_jax.experiments import confidence, reports, strength
+from ls_jax.experiments import runs as study
 import overlay_venv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -42,14 +45,14 @@ def test_pick_example_takes_the_largest_gap_among_eligible_examples():
                  [0.35, 0.25, 0.4],
                  [0.45, 0.3, 0.25],
                  [0.1, 0.8, 0.1]])
-  assert reports.pick_example(ce, ls, labels) == 3
-  assert reports.pick_example(ce, ls, labels, min_ce_confidence=0.999) is None
+  assert confidence.pick_example(ce, ls, labels) == 3
+  assert confidence.pick_example(ce, ls, labels, min_ce_confidence=0.999) is None
   # Every both-right example when the bar is 0: example 2 (0.97 - 0.4 = 0.57) beats example 3.
-  assert reports.pick_example(ce, ls, labels, min_ce_confidence=0.0) == 2
+  assert confidence.pick_example(ce, ls, labels, min_ce_confidence=0.0) == 2
   # Ties go to the lowest index.
-  assert reports.pick_example(np.tile(ce[3], (2, 1)), np.tile(ls[3], (2, 1)), np.array([0, 0])) == 0
+  assert confidence.pick_example(np.tile(ce[3], (2, 1)), np.tile(ls[3], (2, 1)), np.array([0, 0])) == 0
   with pytest.raises(ValueError, match="must both be"):
-    reports.pick_example(ce, ls[:4], labels)
+    confidence.pick_example(ce, ls[:4], labels)
 
 
 def _accuracy(means, noise):
@@ -64,7 +67,7 @@ def test_accuracy_drop_finds_the_first_significant_drop_above_the_peak():
   for a in (0.0, 0.3, 0.5):
     accuracy[a] = {s: v + wiggle[s] for s, v in accuracy[a].items()}
   accuracy[0.3] = {s: v + 3 * wiggle[s] for s, v in accuracy[0.3].items()}
-  drop = reports.accuracy_drop(accuracy)
+  drop = strength.accuracy_drop(accuracy)
   assert drop.peak == 0.1
   # 0.3 is 0.001 lower, within noise (CI includes 0); 0.5 is 0.02 lower, every seed alike.
   by_a = dict(drop.comparisons)
@@ -81,17 +84,17 @@ def test_accuracy_drop_says_none_when_no_larger_a_is_significantly_lower():
   rng = np.random.default_rng(0)
   accuracy = {a: {s: 0.95 + rng.normal(0, 0.003) for s in range(10)} for a in (0.0, 0.1, 0.2)}
   accuracy[0.2] = {s: v + 0.01 for s, v in accuracy[0.2].items()}  # The peak is the last a.
-  drop = reports.accuracy_drop(accuracy)
+  drop = strength.accuracy_drop(accuracy)
   assert drop.peak == 0.2 and drop.first_drop is None
   with pytest.raises(ValueError, match="at least one"):
-    reports.accuracy_drop({})
+    strength.accuracy_drop({})
 
 
 def test_confidence_split_against_a_hand_computed_case():
   probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-  split = reports.confidence_split(probs, np.array([0, 1, 1, 0]))
+  split = confidence.confidence_split(probs, np.array([0, 1, 1, 0]))
   np.testing.assert_allclose([split["correct"], split["wrong"]], [0.85, 0.65])
-  assert np.isnan(reports.confidence_split(probs[:2], np.array([0, 1]))["wrong"])
+  assert np.isnan(confidence.confidence_split(probs[:2], np.array([0, 1]))["wrong"])
 
 
 def test_pooled_reliability_weights_bins_by_count():
@@ -99,17 +102,26 @@ def test_pooled_reliability_weights_bins_by_count():
        "count": [0, 2]}
   b = {"edges": [0, 0.5, 1], "accuracy": [None, 0.0], "mean_confidence": [None, 0.6],
        "count": [0, 6]}
-  pooled = reports.pooled_reliability([a, b])
+  pooled = calibration_report.pooled_reliability([a, b])
   np.testing.assert_allclose(pooled["accuracy"][1], 2 / 8)
   np.testing.assert_allclose(pooled["mean_confidence"][1], (2 * 0.9 + 6 * 0.6) / 8)
   assert np.isnan(pooled["accuracy"][0]) and list(pooled["count"]) == [0, 8]
   with pytest.raises(ValueError, match="different edges"):
-    reports.pooled_reliability([a, {**b, "edges": [0, 0.4, 1]}])
+    calibration_report.pooled_reliability([a, {**b, "edges": [0, 0.4, 1]}])
 
 
-def test_where_rejects_an_unknown_field():
-  with pytest.raises(ValueError, match="unknown method field 'alpha'"):
-    reports.where([], alpha=0.2)
+def test_where_rejects_a_name_not_in_the_method_table():
+  with pytest.raises(ValueError, match="unknown method 'alpha'"):
+    study.where([], alpha=0.2)
+
+
+def test_every_registered_experiment_is_a_report_command():
+  parser = _load_script()._parser()  # pylint: disable=protected-access
+  for name, experiment in reports.REPORTS.items():
+    args = parser.parse_args([name, "--runs", "a", "b", "--out", "o"])
+    assert args.runs == ["a", "b"] and callable(experiment.plot)
+    for option in experiment.options:
+      assert getattr(args, option.name) == option.default
 
 
 # --- Fake runs, end to end -----------------------------------------------------------------------
@@ -166,7 +178,8 @@ def fake_run(root: pathlib.Path, seed: int, overrides: dict, sharpness: float = 
 
 
 EVIDENCE = ([({"loss.label_smoothing": a}, 2.0 + 2 * a) for a in (0.0, 0.05, 0.1, 0.3, 0.5)]
-            + [({"loss.confidence_penalty": 0.1}, 2.5), ({"mixup.alpha": 0.2}, 2.8)])
+            + [({"loss.confidence_penalty": 0.1}, 2.5), ({"mixup.alpha": 0.2}, 2.8),
+               ({"loss.focal_gamma": 3.0}, 1.6)])
 
 
 def _evidence(root):
@@ -206,7 +219,7 @@ def test_strength_report_end_to_end(tmp_path):
   runs = _evidence(tmp_path / "runs")
   out, rows, text = _run_report(tmp_path, "strength", runs)
   assert (out / "strength.png").exists()
-  # The CP and Mixup runs are not strengths; five strengths of 3 seeds each.
+  # The CP, Mixup and Focal runs are not strengths; five strengths of 3 seeds each.
   assert {r["group"] for r in rows} == {"CE", "LS 0.05", "LS 0.1", "LS 0.3", "LS 0.5"}
   row = _row(rows, "LS 0.3", "accuracy", "CE")
   np.testing.assert_allclose(float(row["diff"]), _paired_mean(
@@ -234,6 +247,12 @@ def test_calibration_report_end_to_end(tmp_path):
   out, rows, text = _run_report(tmp_path, "calibration", runs)
   assert (out / "reliability.png").exists()
   assert "Müller et al. 2019, Table 3" in text
+  # Every point of configs/sweeps/calibration.py, labelled by the method table; focal vs CE too.
+  assert {r["group"] for r in rows if r["metric"] == "ece"} == {
+      f"{m}{ts}" for m in ("CE", "LS 0.1", "CP 0.1", "Focal 3.0", "Mixup 0.2") for ts in ("", " + TS")}
+  focal = _row(rows, "Focal 3.0", "ece", "CE")
+  np.testing.assert_allclose(float(focal["diff"]), _paired_mean(
+      runs, "loss.focal_gamma=3.0", "loss.label_smoothing=0.0", "ece"), rtol=1e-9)
   # TS rows read temperature_scaled; compared with CE and with the same method without TS.
   ts = _row(rows, "LS 0.1 + TS", "ece", "LS 0.1")
   expected = []
@@ -329,7 +348,7 @@ def test_report_rejects_a_directory_without_runs(tmp_path, capsys):
   assert "no finished run" in capsys.readouterr().err
 
 
-def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
+def test_reproduce_tiny_mode_runs_the_confidence_experiment(tmp_path):
   """TINY=1: the sweep (2 runs x 2 seeds of 20 steps) and the report, end to end, into tmp."""
   venv = tmp_path / "venv"
   overlay_venv.create(venv)
@@ -338,7 +357,7 @@ def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
   env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "VIRTUAL_ENV": str(venv),
          "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
          "TINY": "1", "TINY_DIR": str(tmp_path / "tiny")}
-  done = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "confidence"], cwd=REPO,
+  done = subprocess.run([str(REPO / "scripts" / "reproduce.sh"), "confidence"], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=600, check=False)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
   runs = sorted(p.parent.name for p in (tmp_path / "tiny" / "evidence").glob("*/results.json"))
@@ -348,7 +367,7 @@ def test_reproduce_cpu_tiny_mode_runs_the_confidence_experiment(tmp_path):
   assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md",
                                               "confidence_histogram.png"}
   assert "scripts/report.py confidence" in (out / "summary.md").read_text()
-  bad = subprocess.run([str(REPO / "scripts" / "reproduce_cpu.sh"), "nonsense"], cwd=REPO, env=env,
+  bad = subprocess.run([str(REPO / "scripts" / "reproduce.sh"), "nonsense"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60, check=False)
   assert bad.returncode == 2 and "unknown experiment 'nonsense'" in bad.stderr
 

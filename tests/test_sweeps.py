@@ -13,12 +13,15 @@ import sys
 
 import pytest
 
+from configs.sweeps import distillation_teachers
 from configs.sweeps.common import concat, product, sweep, zip_
 from ls_jax.experiments import sweeps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 40, "selective.py": 40, "noise.py": 360,
-                "methods.py:select": 126, "noise.py:finetune,warmup=runs/x": 240}
+SWEEP_COUNTS = {"strength.py": 100, "calibration.py": 50, "selective.py": 40, "noise.py": 360,
+                "methods.py:select": 153, "noise.py:finetune,warmup=runs/x": 240,
+                "distillation_teachers.py": 15, "distillation_students.py:teachers=runs/t": 65,
+                "representations_digits.py": 10}
 TINY = ["--override", "num_steps=20", "--override", "log_every_steps=10", "--seeds", "0,1"]
 
 
@@ -60,12 +63,49 @@ def test_print_gives_one_command_per_run(spec, count):
              for line in lines)
 
 
+def test_the_command_runs_the_callers_train_script():
+  run = sweeps.Run("x_seed2", "configs/mnist1d.py", {"loss.focal_gamma": 3.0}, 2)
+  assert sweeps.command(run, "out", "/repo/scripts/train.py", {"num_steps": "20"}, "py") == [
+      "py", "/repo/scripts/train.py", "--config=configs/mnist1d.py", "--config.loss.focal_gamma=3",
+      "--config.seed=2", "--config.num_steps=20", "--workdir=out/x_seed2"]
+  assert "cd /somewhere\n" in sweeps.slurm_script("c.txt", 3, "logs", "/somewhere")
+
+
+def test_focal_is_a_candidate_of_the_methods_sweep_and_a_point_of_calibration():
+  select = sweeps.runs(sweeps.load("configs/sweeps/methods.py:select"))
+  assert sorted({r.overrides.get("loss.focal_gamma") for r in select} - {None}) == [1.0, 2.0, 3.0]
+  calibration = sweeps.load("configs/sweeps/calibration.py")["points"]
+  assert {"loss.focal_gamma": 3.0} in calibration
+
+
+def test_distillation_sweeps_names_and_the_seed_placeholder():
+  assert sweeps.runs({"config": "configs/mnist1d.py", "seeds": [3],
+                      "points": [{"x": "a/{seed}/b", "y": 1, "name": "short"}]}) == [
+      sweeps.Run("mnist1d_short_seed3", "configs/mnist1d.py", {"x": "a/3/b", "y": 1}, 3)]
+  teachers = sweeps.runs(sweeps.load("configs/sweeps/distillation_teachers.py"))
+  assert {r.name for r in teachers} == {
+      pathlib.Path(distillation_teachers.workdir("out", a, s)).name
+      for a in (0.0, 0.1, 0.3) for s in range(5)}
+  assert all(r.overrides["checkpoint_every_steps"] == 500 and r.overrides["keep_checkpoints"] == 13
+             for r in teachers)
+  students = sweeps.runs(sweeps.load("configs/sweeps/distillation_students.py:teachers=out"))
+  distilled = [r for r in students if "distill.teacher_workdir" in r.overrides]
+  assert len(distilled) == 60 and len({r.name for r in students}) == 65
+  for run in distilled:  # Each student learns from the teacher of its own seed.
+    teacher = pathlib.Path(run.overrides["distill.teacher_workdir"])
+    assert teacher.parent == pathlib.Path("out").absolute()
+    assert teacher.name.endswith(f"_seed{run.seed}") and run.overrides["distill.weight"] == 0.5
+  assert "mnist1d-mlp_teacher=ls0.3_T=8_seed4" in {r.name for r in students}
+  with pytest.raises(ValueError, match="needs teachers="):
+    sweeps.load("configs/sweeps/distillation_students.py")
+
+
 def test_methods_evaluate_picks_the_best_validation_accuracy(tmp_path):
   sweep_module = sweeps.load("configs/sweeps/methods.py:select")
   for run in sweeps.runs(sweep_module):
     # Validation accuracy peaks at LS 0.2, CP 0.05, Mixup 0.4, CutMix 1.0, LS 0.05 + Mixup 0.2.
     best = [{"loss.label_smoothing": 0.2}, {"loss.confidence_penalty": 0.05},
-            {"mixup.alpha": 0.4}, {"cutmix.alpha": 1.0},
+            {"loss.focal_gamma": 2.0}, {"mixup.alpha": 0.4}, {"cutmix.alpha": 1.0},
             {"loss.label_smoothing": 0.05, "mixup.alpha": 0.2}]
     value = 0.9 if run.overrides in best else 0.5
     workdir = tmp_path / run.name
@@ -73,11 +113,12 @@ def test_methods_evaluate_picks_the_best_validation_accuracy(tmp_path):
     (workdir / "results.json").write_text(json.dumps({"validation": {"accuracy": value}}))
   lines = sweep_py(f"configs/sweeps/methods.py:evaluate,selection={tmp_path}", "--out", "runs/x",
                    "--print").stdout.splitlines()
-  assert len(lines) == 3 * 6 * 10
+  assert len(lines) == 3 * 7 * 10
   seed0 = [line.split("--workdir=runs/x/")[1] for line in lines if line.endswith("_seed0")]
   assert sorted(n for n in seed0 if n.startswith("mnist1d-mlp")) == sorted([
       "mnist1d-mlp_seed0", "mnist1d-mlp_loss.label_smoothing=0.2_seed0",
-      "mnist1d-mlp_loss.confidence_penalty=0.05_seed0", "mnist1d-mlp_mixup.alpha=0.4_seed0",
+      "mnist1d-mlp_loss.confidence_penalty=0.05_seed0", "mnist1d-mlp_loss.focal_gamma=2_seed0",
+      "mnist1d-mlp_mixup.alpha=0.4_seed0",
       "mnist1d-mlp_cutmix.alpha=1_seed0",
       "mnist1d-mlp_loss.label_smoothing=0.05_mixup.alpha=0.2_seed0"])
   assert all("--config.seed=1" not in line or "_seed1" in line for line in lines)

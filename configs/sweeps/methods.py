@@ -1,4 +1,5 @@
-"""Experiment 1, methods: CE, LS, CP, Mixup, CutMix and LS + Mixup, each at its picked strength.
+"""Experiment 1, methods: CE, LS, CP, Focal, Mixup, CutMix and LS + Mixup, each at its picked
+strength.
 
 Two stages, so that choosing a strength and measuring it do not share noise:
 
@@ -6,12 +7,13 @@ Two stages, so that choosing a strength and measuring it do not share noise:
   python scripts/sweep.py configs/sweeps/methods.py:evaluate,selection=runs/methods_select \
       --out runs/methods
 
-`select` trains every strength of every method on seeds 100-102 (3 models x 14 points x 3 seeds =
-126 runs). `evaluate` picks, per model and method, the strength with the highest mean validation
+`select` trains every strength of every method on seeds 100-102 (3 models x 17 points x 3 seeds =
+153 runs). `evaluate` picks, per model and method, the strength with the highest mean validation
 accuracy over those seeds (ties: the weaker strength, listed first) and trains it with CE on seeds
-0-9, disjoint from the selection seeds (3 models x 6 methods x 10 seeds = 180 runs). Validation
+0-9, disjoint from the selection seeds (3 models x 7 methods x 10 seeds = 210 runs). Validation
 accuracy, because accuracy is the claim under test; the validation split is the held-out 10% of
-train, never test.
+train, never test. Focal loss (Lin et al. 2017) takes gamma in {1, 2, 3}, the range Mukhoti et al.
+2020 use for calibration.
 
 Models: the MNIST-1D CNN and MLP (configs/mnist1d.py, :mlp) and the digits CNN (configs/digits.py).
 """
@@ -28,6 +30,7 @@ MODELS = ("configs/mnist1d.py", "configs/mnist1d.py:mlp", "configs/digits.py")
 CANDIDATES = {
     "LS": sweep("loss.label_smoothing", [0.05, 0.1, 0.2, 0.3]),
     "CP": sweep("loss.confidence_penalty", [0.05, 0.1, 0.3]),
+    "Focal": sweep("loss.focal_gamma", [1.0, 2.0, 3.0]),
     "Mixup": sweep("mixup.alpha", [0.1, 0.2, 0.4]),
     "CutMix": sweep("cutmix.alpha", [0.5, 1.0]),
     "LS+Mixup": product(sweep("loss.label_smoothing", [0.05, 0.1]), sweep("mixup.alpha", [0.2])),

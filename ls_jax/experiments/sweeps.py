@@ -10,8 +10,11 @@ Every point runs once per seed. Two keys of a point are not config fields: `conf
 base config for that point, and `name` replaces its overrides in the workdir name (for overrides
 that are long, such as a teacher's path, or that do not define the experiment, such as checkpoint
 intervals). A string value may hold `{seed}`, replaced by the run's seed: a student distilled from
-the teacher of the same seed (configs/sweeps/kd_students.py).
+the teacher of the same seed (configs/sweeps/distillation_students.py).
 `scripts/sweep.py` runs them; this module holds what the runner, its tests and the analysis share.
+Paths are the caller's: a sweep file is read from its path (relative to the working directory, and
+its `configs.sweeps` imports need the repository on `sys.path`, which `scripts/sweep.py` sets), and
+`command` is given the train script to run.
 """
 import importlib.util
 import pathlib
@@ -19,8 +22,6 @@ import re
 import shlex
 import sys
 from typing import Any, NamedTuple
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 class Run(NamedTuple):
@@ -42,8 +43,6 @@ def load(spec: str) -> dict[str, Any]:
   path, arg = split_spec(spec)
   if not pathlib.Path(path).is_file():
     raise ValueError(f"sweep file {path} does not exist")
-  if str(REPO_ROOT) not in sys.path:  # Sweep files import configs.sweeps.common.
-    sys.path.insert(0, str(REPO_ROOT))
   module_spec = importlib.util.spec_from_file_location(f"_sweep_{pathlib.Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -98,16 +97,18 @@ def runs(sweep: dict[str, Any], seeds: list[int] | None = None) -> list[Run]:
   return result
 
 
-def command(run: Run, out_dir: str, extra_overrides: dict[str, str] | None = None,
-            python: str = sys.executable) -> list[str]:
-  """The `scripts/train.py` argv of `run`, writing to `out_dir/run.name`.
+def command(run: Run, out_dir: str, train_script: str,
+            extra_overrides: dict[str, str] | None = None, python: str = sys.executable
+            ) -> list[str]:
+  """The argv that runs `train_script` (the path of `scripts/train.py`) for `run`, writing to
+  `out_dir/run.name`.
 
   `extra_overrides` (e.g. `{"num_steps": "20"}` for a smoke test) go last, so they win; they are
   not part of the workdir name, so give such runs their own `out_dir`.
   """
   overrides = {**{k: format_value(v) for k, v in run.overrides.items()}, "seed": str(run.seed),
                **(extra_overrides or {})}
-  return [python, str(REPO_ROOT / "scripts" / "train.py"), f"--config={run.config}",
+  return [python, str(train_script), f"--config={run.config}",
           *[f"--config.{key}={value}" for key, value in overrides.items()],
           f"--workdir={pathlib.Path(out_dir) / run.name}"]
 
@@ -116,8 +117,9 @@ def shell_line(argv: list[str]) -> str:
   return " ".join(shlex.quote(a) for a in argv)
 
 
-def slurm_script(commands_file: str, num_tasks: int, log_dir: str) -> str:
-  """A SLURM array job running line `SLURM_ARRAY_TASK_ID + 1` of `commands_file` per task.
+def slurm_script(commands_file: str, num_tasks: int, log_dir: str, workdir: str) -> str:
+  """A SLURM array job running line `SLURM_ARRAY_TASK_ID + 1` of `commands_file` per task, from
+  the directory `workdir` (where the commands' relative paths start: the repository).
 
   Scheduling is SLURM's; add `#SBATCH` lines (partition, time, GPUs) for your cluster, or pass
   them to `sbatch` on its command line. `%a` in the log name is the array index.
@@ -128,5 +130,5 @@ def slurm_script(commands_file: str, num_tasks: int, log_dir: str) -> str:
       "#SBATCH --ntasks=1\n"
       f"#SBATCH --output={log_dir}/slurm-%A_%a.log\n"
       "set -euo pipefail\n"
-      f"cd {shlex.quote(str(REPO_ROOT))}\n"
+      f"cd {shlex.quote(str(workdir))}\n"
       f'eval "$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(commands_file)})"\n')

@@ -1,8 +1,8 @@
-"""Issue 9, students: MNIST-1D MLPs distilled from the CE and LS CNN teachers of the same seed.
+"""Distillation students: MNIST-1D MLPs distilled from the CE and LS CNN teachers of the same seed.
 
-  python scripts/sweep.py configs/sweeps/kd_teachers.py --out runs/kd_teachers
-  python scripts/sweep.py configs/sweeps/kd_students.py:teachers=runs/kd_teachers \
-      --out runs/kd_students
+  python scripts/sweep.py configs/sweeps/distillation_teachers.py --out runs/distillation_teachers
+  python scripts/sweep.py configs/sweeps/distillation_students.py:teachers=runs/distillation_teachers \
+      --out runs/distillation_students
 
 The student is the MNIST-1D MLP: weaker than its teacher, the CNN (68% versus 94% test accuracy in
 Greydanus 2020), though not smaller in parameters (15,210 versus 5,210; the MLP lacks the CNN's
@@ -21,7 +21,7 @@ Names: `mnist1d-mlp_teacher=ls0.1_T=4_seed3`, and `mnist1d-mlp_seed3` for the st
 import pathlib
 
 from configs.common import parse_arg
-from configs.sweeps import kd_teachers
+from configs.sweeps import distillation_teachers as teachers_sweep
 
 CONFIG = "configs/mnist1d.py:mlp"
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
@@ -31,10 +31,10 @@ WEIGHT = 0.5
 def get_sweep(arg: str = "") -> dict:
   options = parse_arg(arg, teachers="")
   if not options.teachers:
-    raise ValueError("kd_students.py needs teachers=<the kd_teachers.py sweep's --out>")
+    raise ValueError("distillation_students.py needs teachers=<the distillation_teachers.py sweep's --out>")
   # Absolute: train.py runs with the repository as its working directory.
   teachers = str(pathlib.Path(options.teachers).absolute())
-  points = [{"distill.teacher_workdir": kd_teachers.workdir(teachers, a, "{seed}"),
+  points = [{"distill.teacher_workdir": teachers_sweep.workdir(teachers, a, "{seed}"),
              "distill.temperature": t, "distill.weight": WEIGHT, "name": f"teacher=ls{a:g}_T={t:g}"}
-            for a in kd_teachers.LABEL_SMOOTHING for t in TEMPERATURES]
-  return {"config": CONFIG, "points": [{}, *points], "seeds": kd_teachers.SEEDS}
+            for a in teachers_sweep.LABEL_SMOOTHING for t in TEMPERATURES]
+  return {"config": CONFIG, "points": [{}, *points], "seeds": teachers_sweep.SEEDS}

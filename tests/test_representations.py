@@ -1,5 +1,12 @@
-"""Tests for ls_jax.experiments.analysis: hand-built geometry, known mutual information, brute-force attacks."""
+"""ls_jax.experiments.representations: the analyses against independent references (hand-built
+cases, quadrature, brute force), the checkpoint readers, and the three reports end to end on tiny
+sweeps."""
+import csv
 import functools
+import os
+import pathlib
+import subprocess
+import sys
 import itertools
 import math
 
@@ -10,9 +17,11 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from ls_jax.experiments import analysis
+from ls_jax.experiments import representations as analysis
 from ls_jax import losses
 from ls_jax import models
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def np_softmax(z):
@@ -416,3 +425,160 @@ def test_attack_and_probe_errors(call, message):
   x, labels = mlp_data(25)
   with pytest.raises(ValueError, match=message):
     call(logits_fn, x, labels)
+
+
+# ------------------------------------------------------------------------------------------------
+# The MI perturbation and samples.
+
+
+def test_perturb_is_a_bounded_circular_shift_plus_noise():
+  x = np.arange(2 * 7, dtype=np.float32).reshape(2, 7)
+  np.testing.assert_array_equal(analysis.perturb(np.random.default_rng(0), x, 0, 0.0), x)
+  for seed in range(20):
+    shifted = analysis.perturb(np.random.default_rng(seed), x, 2, 0.0)
+    for row, original in zip(shifted, x):
+      assert any(np.array_equal(row, np.roll(original, s)) for s in range(-2, 3))
+  shifts_seen = {next(s for s in range(-2, 3) if np.array_equal(
+      analysis.perturb(np.random.default_rng(seed), x, 2, 0.0)[0], np.roll(x[0], s)))
+                 for seed in range(40)}
+  assert shifts_seen == {-2, -1, 0, 1, 2}
+  noise = analysis.perturb(np.random.default_rng(1), np.zeros((400, 50, 1)), 0, 0.3)
+  assert noise.shape == (400, 50, 1) and noise.std() == pytest.approx(0.3, rel=0.02)
+  with pytest.raises(ValueError, match="max_shift and noise_std must be >= 0"):
+    analysis.perturb(np.random.default_rng(0), x, -1, 0.0)
+
+
+def test_balanced_examples():
+  labels = np.array([1, 0, 2, 1, 0, 1, 0])
+  np.testing.assert_array_equal(analysis.balanced_examples(labels, (0, 1), 4), [1, 4, 0, 3])
+  with pytest.raises(ValueError, match="class 2 has 1 examples"):
+    analysis.balanced_examples(labels, (0, 2), 4)
+  with pytest.raises(ValueError, match="even and >= 4"):
+    analysis.balanced_examples(labels, (0, 1), 5)
+
+
+def saved_linear_model(kernel: np.ndarray) -> analysis.SavedModel:
+  """logits = x @ kernel, as a SavedModel (no network needed)."""
+  return analysis.SavedModel(None, {"kernel": jnp.asarray(kernel)}, lambda v, x: x @ v["kernel"])
+
+
+def test_logit_difference_draws_are_the_perturbed_logit_gaps():
+  rng = np.random.default_rng(0)
+  kernel, x = rng.normal(size=(6, 3)), rng.normal(size=(5, 6)).astype(np.float32)
+  draws = analysis.logit_difference_draws(saved_linear_model(kernel), x, (2, 0), num_draws=4,
+                                          max_shift=1, noise_std=0.1, seed=7)
+  replay = np.random.default_rng(7)
+  expected = np.stack([analysis.perturb(replay, x, 1, 0.1) @ (kernel[:, 2] - kernel[:, 0])
+                       for _ in range(4)], axis=1)
+  assert draws.shape == (5, 4)
+  np.testing.assert_allclose(draws, expected, rtol=1e-4, atol=1e-5)
+  # Same seed, same perturbations: a model whose gap ignores the input carries no information.
+  constant = saved_linear_model(np.zeros((6, 3)))
+  assert np.ptp(analysis.logit_difference_draws(constant, x, (2, 0), num_draws=4, max_shift=1,
+                                                noise_std=0.1, seed=7)) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Projection of a real model's features.
+
+
+def test_project_matches_the_features_computed_by_hand():
+  model = models.get_model("mlp", num_classes=4, hidden_sizes=(8, 5))
+  x = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+  labels = np.arange(30) % 4
+  variables = model.init(jax.random.key(0), x)
+  saved = analysis.SavedModel(model, variables, jax.jit(lambda v, x: model.apply(v, x)))
+  found = analysis.project(saved, x, labels, (0, 1, 3))
+  p = variables["params"]
+  hidden = np.maximum(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)
+  features = np.maximum(hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
+  keep = labels != 2
+  kernel, bias = p["head"]["kernel"], p["head"]["bias"]
+  np.testing.assert_allclose(found.points, analysis.project_onto_template_plane(
+      features[keep], kernel, (0, 1, 3), bias), rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(found.labels, labels[keep])
+  assert found.feature_tightness == pytest.approx(analysis.cluster_tightness(features, labels),
+                                                  rel=1e-4)
+  assert found.plane_tightness == pytest.approx(
+      analysis.cluster_tightness(found.points, labels[keep]), rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end: the sweeps, tiny, and every study on them.
+
+
+def run_script(*args):
+  # Without conftest's 8 fake devices: the runs train as a user's would, on one CPU device.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                        check=False, env=env)
+  assert done.returncode == 0, done.stdout + done.stderr
+  return done
+
+
+TINY_TRAINING = ["--override", "num_steps=20", "--override", "checkpoint_every_steps=10",
+                 "--override", "log_every_steps=10", "--override", "eval_every_steps=0",
+                 "--seeds", "0,1"]
+TINY_REPORTS = {"information": ["--examples", "20", "--draws", "4"],
+                "extrapolation": ["--attack-examples", "50", "--epsilons", "0.1", "--pgd-steps",
+                                  "2", "--scales", "1,4"]}
+
+
+def report_all(root: pathlib.Path, digits: bool) -> None:
+  """The four reports on the tiny runs, as scripts/reproduce.sh makes them (TINY=1)."""
+  runs = {"distillation": [root / "teachers", root / "students"],
+          "projection": [root / "teachers", *([root / "digits"] if digits else [])],
+          "information": [root / "teachers"], "extrapolation": [root / "teachers"]}
+  for name, paths in runs.items():
+    run_script("scripts/report.py", name, "--runs", *paths, "--out", root / "results" / name,
+               *TINY_REPORTS.get(name, []))
+
+
+def train_tiny(out: pathlib.Path, teacher_match: str, student_match: str, digits: bool) -> None:
+  run_script("scripts/sweep.py", "configs/sweeps/distillation_teachers.py", "--out", out / "teachers",
+             "--match", teacher_match, *TINY_TRAINING)
+  run_script("scripts/sweep.py", f"configs/sweeps/distillation_students.py:teachers={out / 'teachers'}",
+             "--out", out / "students", "--match", student_match, *TINY_TRAINING)
+  if digits:
+    run_script("scripts/sweep.py", "configs/sweeps/representations_digits.py", "--out", out / "digits",
+               *TINY_TRAINING)
+
+
+def test_the_studies_run_end_to_end_on_tiny_sweeps(tmp_path):
+  train_tiny(tmp_path, "smoothing=(0|0.3)_", "mlp_seed|teacher=ls0.3_T=4_", digits=False)
+  assert len(list(tmp_path.glob("*/*/results.json"))) == 8
+  assert sorted(p.name for p in (tmp_path / "teachers/mnist1d_loss.label_smoothing=0_seed0/"
+                                 "checkpoints").iterdir()) == ["10", "20"]
+  report_all(tmp_path, digits=False)
+  for study in ("projection", "distillation", "information", "extrapolation"):
+    for name in ("summary.md", "summary.csv", f"{study}.png"):
+      assert (tmp_path / "results" / study / name).stat().st_size > 0
+  distillation = (tmp_path / "results/distillation/summary.md").read_text()
+  assert "| student | LS 0.3 | 4.000 | student of LS 0.3 teacher, T=4 | accuracy | 2 |" in (
+      distillation)
+  assert "Müller et al. 2019, §4" in distillation and "w = 0.5" in distillation
+  information = (tmp_path / "results/information/summary.md").read_text()
+  assert "| 10 | mnist1d cnn1d LS 0.3 | 2 |" in information
+  assert "| 20 | mnist1d cnn1d CE | 2 |" in information
+  extrapolation = (tmp_path / "results/extrapolation/summary.md").read_text()
+  assert "| mnist1d cnn1d LS 0.3 | pgd eps=0.1 | 2 |" in extrapolation
+  assert "| mnist1d cnn1d CE | noise | 2 |" in extrapolation
+  # The MI rows are the estimator applied to the checkpoints, paired by seed with CE.
+  with open(tmp_path / "results/information/summary.csv", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0])[:3] == ["step", "group", "metric"]
+  ls = [r for r in rows if r["group"] == "mnist1d cnn1d LS 0.3" and r["step"] == "20"]
+  assert len(ls) == 1 and ls[0]["baseline"] == "mnist1d cnn1d CE" and ls[0]["n_paired"] == "2"
+
+
+@pytest.mark.slow
+def test_every_point_of_the_three_sweeps_runs_tiny(tmp_path):
+  """Every point of the three sweeps, tiny (TINY=1 of scripts/reproduce.sh): 6 + 26 + 4 runs,
+  then every report."""
+  train_tiny(tmp_path, ".", ".", digits=True)
+  assert len(list(tmp_path.glob("*/*/results.json"))) == 36
+  report_all(tmp_path, digits=True)
+  projection = (tmp_path / "results/projection/summary.md").read_text()
+  assert "| sklearn_digits cnn2d LS 0.1 | tightness, plane, test | 2 |" in projection
+  claims = (tmp_path / "results/distillation/summary.md").read_text()
+  assert "Chandrasegaran" in claims

@@ -1,5 +1,7 @@
-"""ls_jax.experiments.study and scripts/summarize.py on synthetic results: grouping, pairing, verdicts."""
+"""ls_jax.experiments.runs and scripts/summarize.py on synthetic results: grouping by the method
+table, CE baselines, pairing, verdicts."""
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +12,8 @@ from scipy import stats
 
 from configs import default
 from ls_jax import statistics
-from ls_jax.experiments import study
+from ls_jax.experiments import runs as study
+from ls_jax.trainer import methods
 
 
 def fake_run(seed, accuracy, **fields):
@@ -36,7 +39,7 @@ def test_grouping_never_pools_runs_that_differ_in_anything_but_seed_and_bookkeep
   runs += [fake_run(s, 0.8, num_steps=50) for s in range(3)]           # Another recipe.
   runs += [fake_run(s, 0.9, optimizer__learning_rate=0.1) for s in range(2)]
   runs += [fake_run(3, 0.9, log_every_steps=7, eval_batch_size=10)]     # Bookkeeping only.
-  groups = study.group_runs(runs)
+  groups = study.group(runs)
   assert sorted(len(g) for g in groups.values()) == [2, 3, 4]
   for members in groups.values():
     keys = {study.experiment_key(r["config"]) for r in members}
@@ -51,7 +54,7 @@ def test_a_field_missing_from_an_older_run_counts_as_its_default():
   old = fake_run(0, 0.9)
   del old["config"]["eval_every_steps"], old["config"]["distill"]  # Fields added later.
   assert study.experiment_key(old["config"]) == study.experiment_key(fake_run(1, 0.9)["config"])
-  assert len(study.group_runs([old, fake_run(1, 0.9), fake_run(2, 0.9, distill__weight=0.2)])) == 2
+  assert len(study.group([old, fake_run(1, 0.9), fake_run(2, 0.9, distill__weight=0.2)])) == 2
 
 
 def test_labels_are_unique_even_where_the_method_name_hides_a_difference():
@@ -62,7 +65,7 @@ def test_labels_are_unique_even_where_the_method_name_hides_a_difference():
 
 def test_duplicate_seed_in_a_group_is_an_error():
   with pytest.raises(ValueError, match="seed 1 appears twice in one group"):
-    study.group_runs([fake_run(1, 0.9), fake_run(1, 0.91)])
+    study.group([fake_run(1, 0.9), fake_run(1, 0.91)])
 
 
 def test_paired_comparison_with_ce_matches_scipy():
@@ -151,3 +154,80 @@ def test_summarize_script_with_nothing_to_read_is_one_line(tmp_path):
   done = subprocess.run([sys.executable, "scripts/summarize.py", str(tmp_path)],
                         capture_output=True, text=True, check=False)
   assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no finished run" in done.stderr
+
+
+def test_a_focal_run_gets_its_ce_baseline():
+  rng = np.random.default_rng(1)
+  ce = rng.normal(0.9, 0.01, size=4)
+  focal = ce - 0.02 + rng.normal(0, 0.002, size=4)
+  runs = [fake_run(s, float(ce[s])) for s in range(4)]
+  runs += [fake_run(s, float(focal[s]), loss__focal_gamma=3.0) for s in range(4)]
+  (row,) = rows_for(study.summarize(runs), "Focal 3.0")
+  assert row["group"] == "mnist1d cnn1d Focal 3.0" and row["baseline"] == "mnist1d cnn1d CE"
+  np.testing.assert_allclose(row["diff"], np.mean(focal - ce), rtol=1e-12)
+  np.testing.assert_allclose(row["p_value"], stats.ttest_rel(focal, ce).pvalue, rtol=1e-10)
+  assert row["verdict"] == "worse"
+
+
+def test_a_group_without_its_baseline_is_reported_not_dropped():
+  runs = [fake_run(s, 0.9 + 0.01 * s, loss__label_smoothing=0.1) for s in range(3)]
+  runs += [fake_run(s, 0.8, loss__label_smoothing=0.1, num_steps=50) for s in range(2)]
+  runs += [fake_run(s, 0.7, num_steps=50) for s in range(2)]  # CE of the second recipe only.
+  rows = [r for r in study.summarize(runs) if r["metric"] == "accuracy"]
+  assert len(rows) == 3
+  (orphan,) = [r for r in rows if r["verdict"] == study.NO_BASELINE]
+  assert orphan["group"] == "mnist1d cnn1d LS 0.1 [num_steps=1000]"
+  assert orphan["n"] == 3 and orphan["mean"] == pytest.approx(0.91) and orphan["baseline"] == ""
+  assert orphan["group"] in study.missing_baselines(rows)
+  assert orphan["group"] in study.difference_table(rows, ["accuracy"])
+
+
+def test_grouping_and_baselines_read_the_method_table(monkeypatch):
+  """A method added to the table groups on its own and is paired with CE, with no other change."""
+  new = dataclasses.replace(methods.BY_NAME["CP"], name="Sharpen", field="loss.sharpen", off=1.0,
+                            checks=(), combines_with=())
+  monkeypatch.setattr(methods, "METHODS", (*methods.METHODS, new))
+  monkeypatch.setattr(methods, "FIELDS", (*methods.FIELDS, new.field))
+  monkeypatch.setattr(methods, "BY_NAME", {**methods.BY_NAME, new.name: new})
+  ce = [0.90, 0.91, 0.93]
+  runs = [fake_run(s, ce[s], loss__sharpen=1.0) for s in range(3)]
+  runs += [fake_run(s, ce[s] + 0.01 * (s + 1), loss__sharpen=2.0) for s in range(3)]
+  (row,) = rows_for(study.summarize(runs), "Sharpen 2.0")
+  assert row["baseline"] == "mnist1d cnn1d CE"
+  np.testing.assert_allclose(row["diff"], 0.02, rtol=1e-9)
+  assert [r["config"]["loss"]["sharpen"] for r in study.where(runs, Sharpen=2.0)] == [2.0] * 3
+  assert len(study.where(runs)) == 3
+
+
+def test_where_selects_by_method_names_of_the_table():
+  runs = [fake_run(0, 0.9), fake_run(0, 0.9, loss__label_smoothing=0.1),
+          fake_run(0, 0.9, loss__label_smoothing=0.1, mixup__alpha=0.2),
+          fake_run(0, 0.9, loss__focal_gamma=2.0)]
+  assert study.where(runs) == runs[:1]
+  assert study.where(runs, LS=0.1) == runs[1:2]
+  assert study.where(runs, LS=0.1, Mixup=0.2) == runs[2:3]
+  assert study.where(runs, Focal=2) == runs[3:]
+  with pytest.raises(ValueError, match="unknown method 'alpha'"):
+    study.where(runs, alpha=0.2)
+
+
+def test_format_number_is_the_one_formatter():
+  assert study.format_number(0.123456) == "0.1235"
+  assert study.format_number(np.float32(0.5), 2) == "0.50"
+  assert study.format_number(0.05, 3, sign=True) == "+0.050"
+  assert study.format_number(float("nan")) == "nan" and study.format_number("") == ""
+  assert study.format_number(7) == "7" and study.interval(float("nan"), 1.0) == ""
+
+
+def test_write_keeps_the_summary_csv_columns(tmp_path):
+  runs = [fake_run(s, 0.9 + 0.01 * s, loss__label_smoothing=a) for s in range(2) for a in (0, .1)]
+  rows = study.summarize(runs)
+  study.write(study.Report(rows, ["text"], {}, runs), tmp_path, "T", "cmd")
+  with open(tmp_path / "summary.csv", encoding="utf-8") as f:
+    header = next(csv.reader(f))
+  assert header == ("group,metric,n,mean,std,ci_low,ci_high,seeds,baseline,n_paired,diff,"
+                    "diff_ci_low,diff_ci_high,p_value,verdict,unpaired_seeds").split(",")
+  extra = [{"role": "x", **r} for r in rows]
+  study.write(study.Report(extra, [], {}, runs), tmp_path, "T", "cmd")
+  with open(tmp_path / "summary.csv", encoding="utf-8") as f:
+    assert next(csv.reader(f)) == ["role", *header]

@@ -25,12 +25,7 @@ def config_with(**overrides) -> ml_collections.ConfigDict:
   """The default config with dotted fields set: `config_with(**{"loss.focal_gamma": 2.0})`."""
   config = default_config.get_config()
   config.num_classes = NUM_CLASSES
-  for field, value in overrides.items():
-    *parents, key = field.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[key] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -315,12 +310,7 @@ def test_compatible_methods_are_accepted(overrides):
 
 def _language_model_config(**overrides):
   config = lm_pydoc.get_config()
-  for field, value in overrides.items():
-    *parents, key = field.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[key] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -349,7 +349,8 @@ def test_report_rejects_a_directory_without_runs(tmp_path, capsys):
 
 
 def test_reproduce_tiny_mode_runs_the_confidence_experiment(tmp_path):
-  """TINY=1: the sweep (2 runs x 2 seeds of 20 steps) and the report, end to end, into tmp."""
+  """TINY=1: the sweep (2 runs x 2 seeds of 20 steps) and the report, end to end, into tmp, through
+  scripts/reproduce.sh (the environment) and scripts/reproduce.py (the registry's steps)."""
   venv = tmp_path / "venv"
   overlay_venv.create(venv)
   shutil.copy(REPO / "requirements.txt", venv / ".ls_jax_requirements")  # Nothing to install.
@@ -370,6 +371,9 @@ def test_reproduce_tiny_mode_runs_the_confidence_experiment(tmp_path):
   bad = subprocess.run([str(REPO / "scripts" / "reproduce.sh"), "nonsense"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60, check=False)
   assert bad.returncode == 2 and "unknown experiment 'nonsense'" in bad.stderr
+  # The same steps as the registry entry lists (the exact non-TINY commands: test_scripts.py).
+  assert [s.out for s in reports.REPORTS["confidence"].steps if isinstance(s, reports.Sweep)] == [
+      "evidence"]
 
 
 def test_values_by_seed_leaves_out_undefined_values():

@@ -1,4 +1,5 @@
-"""scripts/test.sh passes paths through to pytest; scripts/plot_calibration.py lays out its figure."""
+"""scripts/test.sh passes paths through to pytest; scripts/plot_calibration.py lays out its figure;
+scripts/reproduce.py runs the registry's steps (the exact command lines, --print)."""
 import importlib.util
 import json
 import os
@@ -154,3 +155,76 @@ def test_plot_calibration_command_line(tmp_path):
                         capture_output=True, text=True, timeout=120, check=False)
   assert done.returncode == 0, done.stderr
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- scripts/reproduce.py: each experiment's steps from the registry -------------------------------
+
+
+def _reproduce_script():
+  spec = importlib.util.spec_from_file_location("reproduce_script",
+                                                REPO_ROOT / "scripts" / "reproduce.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _printed(capsys, monkeypatch, *args: str, **env: str) -> list[str]:
+  monkeypatch.delenv("TINY", raising=False)
+  for key, value in env.items():
+    monkeypatch.setenv(key, value)
+  assert _reproduce_script().main(["--print", *args]) == 0
+  return capsys.readouterr().out.splitlines()
+
+
+# What the per-experiment bash functions of scripts/reproduce.sh ran before the registry held the
+# steps (printed with a stub interpreter): the registry must reproduce them exactly.
+METHODS_AND_NOISE = r"""
+python scripts/sweep.py configs/sweeps/methods.py:select --out runs/methods_select
+python scripts/sweep.py configs/sweeps/methods.py:evaluate,selection=runs/methods_select --out runs/methods
+python scripts/report.py methods --out docs/results/methods --runs runs/methods --selection runs/methods_select
+python scripts/sweep.py configs/sweeps/noise.py --out runs/noise
+python scripts/report.py noise --out docs/results/noise --runs runs/noise
+python scripts/sweep.py configs/sweeps/noise.py:finetune,warmup=runs/noise,learning_rate=1e-3 --out runs/noise_finetune
+python scripts/report.py noise --out docs/results/noise_finetune --runs runs/noise_finetune
+python scripts/sweep.py configs/sweeps/noise.py:finetune,warmup=runs/noise,learning_rate=1e-4 --out runs/noise_finetune_lr1e-4
+python scripts/report.py noise --out docs/results/noise_finetune_lr1e-4 --runs runs/noise_finetune_lr1e-4
+python scripts/sweep.py configs/sweeps/calibration.py --out runs/evidence --match 'label_smoothing=(0|0\.1)_seed'
+python scripts/report.py confidence --out docs/results/confidence --runs runs/evidence
+""".strip().splitlines()
+
+
+def test_reproduce_prints_the_exact_commands_of_methods_noise_and_confidence(capsys, monkeypatch):
+  assert _printed(capsys, monkeypatch, "methods", "noise", "confidence") == METHODS_AND_NOISE
+
+
+def test_reproduce_tiny_adds_seeds_steps_and_small_sets_and_keeps_the_select_seeds(
+    capsys, monkeypatch):
+  lines = _printed(capsys, monkeypatch, "methods", "information", TINY="1", TINY_DIR="/T")
+  training = "--override num_steps=20 --override log_every_steps=10"
+  assert lines == [
+      f"python scripts/sweep.py configs/sweeps/methods.py:select --out /T/methods_select {training}",
+      "python scripts/sweep.py configs/sweeps/methods.py:evaluate,selection=/T/methods_select "
+      f"--out /T/methods --seeds 0,1 {training}",
+      "python scripts/report.py methods --out /T/results/methods --runs /T/methods --selection "
+      "/T/methods_select",
+      "python scripts/sweep.py configs/sweeps/distillation_teachers.py --out "
+      "/T/distillation_teachers --seeds 0,1 --override checkpoint_every_steps=10 --override "
+      f"eval_every_steps=0 {training}",
+      "python scripts/report.py information --out /T/results/information --runs "
+      "/T/distillation_teachers --examples 20 --draws 4"]
+
+
+def test_reproduce_runs_a_shared_sweep_once_and_covers_every_experiment(capsys, monkeypatch):
+  lines = _printed(capsys, monkeypatch)
+  teachers = [l for l in lines if "distillation_teachers.py" in l]
+  assert len(teachers) == 1 and len(lines) == len(set(lines))
+  reported = {l.split()[2] for l in lines if l.startswith("python scripts/report.py")}
+  from ls_jax.experiments import reports  # pylint: disable=g-import-not-at-top
+  assert reported == set(reports.REPORTS)
+  assert ("python scripts/report.py language_model --out docs/results/language_model --runs "
+          "runs/lm") in lines
+
+
+def test_reproduce_rejects_an_unknown_experiment(capsys):
+  assert _reproduce_script().main(["--print", "methods", "nonsense"]) == 2
+  assert "unknown experiment 'nonsense'" in capsys.readouterr().err

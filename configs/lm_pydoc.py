@@ -9,8 +9,9 @@ The text ships with every CPython (`pydoc_data.topics`, PSF licence; `pydoc_text
 ls_jax/embedded_datasets.py): 80/10/10 contiguous blocks, a 2048-word vocabulary built from the
 training block, windows of 64 next-token targets. The model is a 2-layer, 64-wide decoder-only
 Transformer with a tied embedding (0.24M parameters), small enough for a 2-core CPU; its output
-layer is fused into the loss (`losses.linear_smoothed_cross_entropy`). Adam 3e-3 with warmup and
-cosine decay, batch 16 x 64 tokens, 600 steps (~7 epochs of the 1296 training windows).
+layer is fused into the loss (`losses.linear_smoothed_cross_entropy`). Adam 3e-3 with a linear
+warm-up over the first sixth of the steps (num_steps // 6: 100 of 600) and cosine decay, batch
+16 x 64 tokens, 600 steps (~7 epochs of the 1296 training windows).
 `--config.model_axis_size=2` (or 4, 8 devices) splits the vocabulary over a `model` mesh axis
 (`losses.vocab_parallel_linear_smoothed_cross_entropy`). Variants: add `:runlocal` for a 60-step
 smoke run.
@@ -35,7 +36,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 3e-3
   config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 100
+  # Warm-up: the first sixth of training (100 of 600 steps; 10 of :runlocal's 60), derived from
+  # num_steps when the config is resolved, so `--config.num_steps=N` works for any N >= 1 (N < 6:
+  # no warm-up). `--config.optimizer.warmup_steps=W` sets it outright.
+  config.optimizer.warmup_steps = config.get_ref("num_steps") // 6
   config.optimizer.grad_clip_norm = 1.0
   config.batch_size = 16
   config.eval_batch_size = 64  # Sequences: 4096 tokens' logits at a time in evaluation.
@@ -44,8 +48,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval_every_steps = 200
   config.checkpoint_every_steps = 200
   if options.runlocal:
-    config.num_steps = 60
-    config.optimizer.warmup_steps = 10
+    config.num_steps = 60  # Warm-up 10 steps (num_steps // 6).
     config.log_every_steps = 10
     config.eval_every_steps = 30
   return config

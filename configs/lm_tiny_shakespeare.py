@@ -30,7 +30,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 200
+  # Warm-up: the first 4% of training (200 of 5000 steps), derived from num_steps when the config
+  # is resolved, so `--config.num_steps=N` works for any N >= 1 (N < 25: no warm-up).
+  # `--config.optimizer.warmup_steps=W` sets it outright.
+  config.optimizer.warmup_steps = config.get_ref("num_steps") // 25
   config.optimizer.grad_clip_norm = 1.0
   config.optimizer.weight_decay = 0.1
   config.batch_size = 64
@@ -41,7 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   if options.runlocal:
     config.num_steps = 50
-    config.optimizer.warmup_steps = 10
+    config.optimizer.warmup_steps = config.get_ref("num_steps") // 5  # 10 of 50 steps.
     config.log_every_steps = 10
     config.eval_every_steps = 0
   return config

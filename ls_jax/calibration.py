@@ -219,6 +219,19 @@ def _nll_slope_in_inverse_temperature(
   return float(terms.sum(axis=1).mean())
 
 
+class TemperatureFit(NamedTuple):
+  """A fitted temperature, and whether the fit ended on a bound of `TEMPERATURE_BOUNDS` (the data
+  do not bound the optimum: a degenerate fit, not a measurement)."""
+  temperature: float
+  at_bound: bool
+
+
+def fit_temperature_checked(logits: ArrayLike, labels: ArrayLike) -> TemperatureFit:
+  """`fit_temperature`, and whether the result is a bound of `TEMPERATURE_BOUNDS`."""
+  temperature = fit_temperature(logits, labels)
+  return TemperatureFit(temperature, temperature in TEMPERATURE_BOUNDS)
+
+
 def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
   """The temperature T > 0 minimizing the mean NLL of `softmax(logits / T)` (Guo et al. 2017, §4.2).
 
@@ -231,7 +244,8 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
   resolution to T < 1 and T > 1, and bisection cannot diverge. When the data do not bound the
   optimum, the result is a bound: every example correct with a large margin (the NLL keeps falling
   as T -> 0, or is flat at 0 in float64) gives the lower bound, every example wrong with a large
-  margin gives the upper one; a T at a bound flags a degenerate fit.
+  margin gives the upper one; a T at a bound flags a degenerate fit (`fit_temperature_checked`
+  says which). An interior optimum is never returned as exactly a bound.
 
   Fit T on a held-out validation split, never on the test split it is evaluated on. T minimizes NLL,
   not ECE: the NLL-optimal T can raise the ECE, so report both.

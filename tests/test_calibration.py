@@ -217,6 +217,17 @@ def test_temperature_degenerate_inputs_hit_a_bound():
   assert low <= flat <= high
 
 
+def test_a_fit_on_its_bound_says_so():
+  labels = np.arange(50) % 5
+  margin = 50.0 * np.eye(5)[labels]
+  low, high = calibration.TEMPERATURE_BOUNDS
+  assert calibration.fit_temperature_checked(margin, (labels + 1) % 5) == (high, True)
+  assert calibration.fit_temperature_checked(margin, labels) == (low, True)
+  logits, labels = _scaled_predictor(2.0, 2000, seed=3)
+  fit = calibration.fit_temperature_checked(logits, labels)
+  assert not fit.at_bound and fit.temperature == calibration.fit_temperature(logits, labels)
+
+
 def test_calibration_metrics_keys_and_values_from_jax_bf16():
   logits, labels = _scaled_predictor(2.0, 500, seed=4)
   logits_bf16 = jnp.asarray(logits, jnp.bfloat16)

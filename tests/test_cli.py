@@ -25,7 +25,14 @@ def assert_one_line_error(done, pattern: str = ""):
     (["--config=configs/nope.py"], "config file configs/nope.py does not exist"),
     (["--config=configs/common.py"], "does not define get_config()"),
     ([*QUICK, "--config.loss.smoothing=0.1"], "unknown config field 'loss.smoothing'"),
-    ([*QUICK, "--config.loss.label_smoothing=abc"], "could not convert string to float: 'abc'"),
+    ([*QUICK, "--config.loss.label_smoothing=abc"],
+     "--config.loss.label_smoothing=abc: expected a number"),
+    ([*QUICK, "--config.num_steps=abc"], "--config.num_steps=abc: expected an integer"),
+    ([*QUICK, "--config.batch_size=9.5"], "--config.batch_size=9.5: expected an integer"),
+    ([*QUICK, "--config.loss=0.1"], "--config.loss=0.1: expected a group of fields"),
+    ([*QUICK, "--config.mixup.alpha=[1]"], "--config.mixup.alpha=[1]: expected a number"),
+    ([*QUICK, "--print_config", "--config.loss.label_smoothing=1.5"],
+     "loss.label_smoothing=1.5: must be in [-1, 1)"),
     ([*QUICK, "--config.loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [-1, 1)"),
     ([*QUICK, "--config.batch_size=0"], "batch_size=0: must be a positive integer"),
     ([*QUICK, "--config.data.name=mnist", "--config.data.data_dir=/nonexistent/tfds"],
@@ -173,3 +180,38 @@ def test_a_missing_dataset_is_the_only_line_on_stderr(tmp_path):
                      f"--workdir={tmp_path}"])
   assert done.returncode == 2
   assert done.stderr.strip().count("\n") == 0, done.stderr  # Not even a TFDS warning before it.
+
+
+def test_print_config_validates_like_training(tmp_path):
+  config_file = tmp_path / "typo.py"
+  config_file.write_text("from configs import mnist1d\ndef get_config():\n"
+                         "  c = mnist1d.get_config()\n  c.loss.smothing = 0.1\n  return c\n")
+  done = launch.run([f"--config={config_file}", "--print_config"])
+  assert_one_line_error(done, "unknown config field 'loss.smothing'")
+  assert not done.stdout
+
+
+@pytest.mark.parametrize("num_steps", [1, 5, 100])
+def test_short_language_model_runs_resolve_a_warmup_below_num_steps(num_steps):
+  """The warm-up follows num_steps (a FieldReference), so no short run fails on a field the user
+  never set; the default runs keep their warm-up."""
+  from ls_jax.trainer import config_checks, default_config
+  from configs import lm_pydoc, lm_tiny_shakespeare
+  for module, arg, default_warmup in ((lm_pydoc, "", 100), (lm_pydoc, "runlocal", 10),
+                                      (lm_tiny_shakespeare, "", 200),
+                                      (lm_tiny_shakespeare, "runlocal", 10)):
+    config = module.get_config(arg)
+    assert config.optimizer.warmup_steps == default_warmup
+    config.num_steps = num_steps
+    assert 0 <= config.optimizer.warmup_steps < num_steps
+    config_checks.validate(config, reference=default_config.get_config(), device_count=1)
+    config.optimizer.warmup_steps = 0  # An explicit value still wins.
+    config.num_steps = 600
+    assert config.optimizer.warmup_steps == 0
+
+
+def test_lm_pydoc_short_run_from_the_command_line():
+  done = launch.run(["--config=configs/lm_pydoc.py", "--config.num_steps=100", "--print_config"])
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "warmup_steps: 16" in done.stdout
+

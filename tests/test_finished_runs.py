@@ -93,3 +93,27 @@ def test_runs_started_from_the_same_run_of_other_seeds_form_one_experiment():
   assert key("runs/noise/ce_seed0", 0) == key("runs/noise/ce_seed1/", 1)
   assert key("runs/noise/ce_seed0", 0) != key("runs/noise/ls_seed0", 0)
   assert key("", 0) != key("runs/noise/ce_seed0", 0)
+
+
+def test_a_fine_tuned_run_is_labelled_by_the_run_it_started_from(warmup_dir, tmp_path):
+  from ls_jax.trainer import methods
+  config = small_config(num_steps=2, init_from=str(warmup_dir) + "/",
+                        **{"loss.label_smoothing": 0.4})
+  assert methods.label(config.to_dict()) == f"LS 0.4 (from {warmup_dir.name})"
+  assert methods.label(config.to_dict(), start=False) == "LS 0.4"
+  # The runs of one group start each from its seed's run: one label for all of them.
+  for seed in (0, 7):
+    config.init_from = f"/runs/noise/ce_sym0.4_seed{seed}"
+    config.data.label_noise.rate = 0.4
+    assert methods.label(config) == "40% symmetric noise: LS 0.4 (from ce_sym0.4)"
+  config.init_from = ""
+  assert methods.label(config) == "40% symmetric noise: LS 0.4"  # Without init_from: as before.
+
+
+def test_loading_a_finished_run_logs_no_checkpoint_metadata_warning(warmup_dir, caplog):
+  import logging
+  from ls_jax.trainer import checkpointing
+  with caplog.at_level(logging.INFO):
+    state = checkpointing.read_state_arrays(warmup_dir / "checkpoints" / "40")
+  assert "params" in state
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -194,3 +194,41 @@ def test_jit_with_batch_sharded_over_mesh_matches_eager(mix):
   eager = mix(rng, IMAGES, LABELS, K, 0.4, label_smoothing=0.1)
   for got, expected in zip(sharded, eager):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def _beta_draws(mix, alpha: float, count: int, monkeypatch) -> np.ndarray:
+  """The Beta draws `mix` makes over `count` keys, read at `jax.random.beta` itself (CutMix's
+  returned weight is the clipped box's, not the draw)."""
+  draws, beta = [], jax.random.beta
+
+  def recording_beta(key, a, b, *args, **kwargs):
+    value = beta(key, a, b, *args, **kwargs)
+    draws.append(float(value))
+    return value
+
+  monkeypatch.setattr(jax.random, "beta", recording_beta)
+  for seed in range(count):
+    mix(jax.random.PRNGKey(seed), IMAGES, LABELS, K, alpha)
+  monkeypatch.undo()
+  assert len(draws) == count
+  return np.array(draws)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 2.0])
+@pytest.mark.parametrize("mix", [mixing.mixup, mixing.cutmix])
+def test_mixing_weight_is_a_symmetric_beta_draw_at_several_alphas(mix, alpha, monkeypatch):
+  """lam ~ Beta(alpha, alpha): a KS test with the power to reject Beta(alpha, 1/alpha) (at
+  alpha = 1, where those agree, a swapped parameter would pass), and the first two moments."""
+  lams = _beta_draws(mix, alpha, 300, monkeypatch)
+  assert stats.kstest(lams, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+  assert stats.kstest(lams, stats.beta(alpha, 1 / alpha).cdf).pvalue < 1e-4
+  # Moments: mean 1/2, variance 1 / (4 (2 alpha + 1)); 5 standard errors of the sample variance.
+  variance = 1 / (4 * (2 * alpha + 1))
+  assert abs(lams.mean() - 0.5) < 5 * np.sqrt(variance / len(lams))
+  fourth = stats.beta(alpha, alpha).moment(4) - 4 * 0.5 * stats.beta(alpha, alpha).moment(3) + (
+      6 * 0.25 * stats.beta(alpha, alpha).moment(2) - 3 * 0.5**4)
+  assert abs(lams.var() - variance) < 5 * np.sqrt((fourth - variance**2) / len(lams))
+  if mix is mixing.mixup:  # Mixup returns its draw.
+    returned = [float(mix(jax.random.PRNGKey(seed), IMAGES, LABELS, K, alpha)[2])
+                for seed in range(5)]
+    np.testing.assert_array_equal(returned, lams[:5])

@@ -126,6 +126,48 @@ def _train_two_steps(venv: pathlib.Path, tmp_path: pathlib.Path) -> dict:
   return json.loads((workdir / "results.json").read_text())
 
 
+def _print_config(venv: pathlib.Path, config: pathlib.Path, cwd: pathlib.Path):
+  cwd.mkdir(parents=True, exist_ok=True)
+  return _run([venv / "bin" / "ls-jax-train", f"--config={config}", "--print_config"], cwd=cwd)
+
+
+def test_installed_console_script_reads_user_config_files_anywhere(installed, tmp_path):
+  """A user's config file that imports the shipped configs (`from configs import mnist1d`) works
+  inside a clone outside configs/, and outside any clone when run from inside one; a standalone
+  config (from `ls_jax.trainer.default_config`) works from anywhere. (The folder two levels above
+  the config file used to be put on sys.path: right only for files directly in configs/.)"""
+  clone = tmp_path / "clone"
+  shutil.copytree(REPO_ROOT / "configs", clone / "configs",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  importing = ("from configs import mnist1d\ndef get_config():\n  c = mnist1d.get_config()\n"
+               "  c.num_steps = 7\n  return c\n")
+  for config in (clone / "mine.py", clone / "studies" / "deep" / "mine.py"):
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(importing)
+    result = _print_config(installed, config, tmp_path / "elsewhere")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "num_steps: 7" in result.stdout
+  outside = tmp_path / "outside" / "mine.py"
+  outside.parent.mkdir()
+  outside.write_text(importing)
+  result = _print_config(installed, outside, clone / "configs")  # From inside the clone.
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "num_steps: 7" in result.stdout
+  result = _print_config(installed, outside, tmp_path / "elsewhere")  # No clone in sight.
+  assert result.returncode == 2
+  assert result.stderr.strip().count("\n") == 0, result.stderr
+  assert "No module named 'configs'" in result.stderr and "PYTHONPATH" in result.stderr
+  standalone = tmp_path / "standalone" / "mine.py"
+  standalone.parent.mkdir()
+  standalone.write_text("from ls_jax.trainer import default_config\ndef get_config():\n"
+                        "  c = default_config.get_config()\n  c.data.name = 'mnist1d'\n"
+                        "  c.num_classes = 10\n  c.num_steps = 7\n  return c\n")
+  for cwd in (tmp_path / "elsewhere", clone):
+    result = _print_config(installed, standalone, cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "num_steps: 7" in result.stdout
+
+
 @pytest.mark.slow
 def test_pip_install_train_extra_from_the_index_trains(tmp_path):
   """The README's install: `pip install .[train]` into a fresh venv, with the index (network)."""

@@ -334,9 +334,10 @@ def test_noise_report_of_fine_tuned_runs_pairs_them_with_ce_fine_tuned_alike(tmp
   out, rows, text = _run_report(tmp_path, "noise", runs)
   assert "starts from the final weights of the finished run in its `init_from`" in text
   assert "1000 steps of adam at 0.001" in text
-  # Grouped across seeds although init_from differs by seed; named without the long path.
-  row = _row(rows, "mnist1d cnn1d 40% symmetric noise: LS -1.0", "accuracy",
-             "mnist1d cnn1d 40% symmetric noise: CE")
+  # Grouped across seeds although init_from differs by seed; named by its start, without the long
+  # path and the seed.
+  row = _row(rows, "mnist1d cnn1d 40% symmetric noise: LS -1.0 (from ce_sym0.4)", "accuracy",
+             "mnist1d cnn1d 40% symmetric noise: CE (from ce_sym0.4)")
   assert row["n"] == "3"
   fake_run(runs, 0, {"data.label_noise.kind": "symmetric", "data.label_noise.rate": 0.4})
   assert _load_script().main(["noise", "--runs", str(runs), "--out", str(tmp_path / "x")]) == 2

@@ -39,6 +39,7 @@ def test_run_writes_results_metrics_tensorboard_and_checkpoints(tmp_path):
     assert key in on_disk, key
   assert on_disk["steps"] == 40 and on_disk["examples_seen"] == 40 * 96
   assert on_disk["config"]["model"]["name"] == "cnn1d"
+  assert on_disk["temperature_at_bound"] is False
   assert on_disk["environment"]["device_count"] == jax.device_count() == 8
   assert on_disk["environment"]["cpu_model"]  # Every figure names the machine it came from.
   assert results["accuracy"] > 0.2  # Above chance (0.1) after 40 steps.
@@ -233,3 +234,15 @@ def test_every_default_field_has_a_check_or_a_type():
   """Guard: a new field in configs/default.py must keep validate() passing on the default."""
   from ls_jax.trainer import config_checks
   config_checks.validate(default.get_config(), reference=default.get_config(), device_count=8)
+
+
+def test_summary_line_flags_a_temperature_on_its_bound():
+  config = small_config()
+  results = {"steps": 40, "accuracy": 0.1, "nll": 2.3, "ece": 0.01, "mean_confidence": 0.1,
+             "temperature": 100.0, "temperature_at_bound": True, "train_seconds": 1.0,
+             "temperature_scaled": {"ece": 0.0}}
+  assert "| 100.000 (at bound) |" in train.summary_line(results, config, "/tmp/run")
+  results.update(temperature=1.5, temperature_at_bound=False)
+  assert "| 1.500 |" in train.summary_line(results, config, "/tmp/run")
+  del results["temperature_at_bound"]  # A run from before the flag.
+  assert "| 1.500 |" in train.summary_line(results, config, "/tmp/run")

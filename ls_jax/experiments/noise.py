@@ -53,7 +53,8 @@ def report(runs: list[runs_lib.Run]) -> runs_lib.Report:
   for key, members in groups.items():
     clean = {**members[0]["config"], "data": {
         **members[0]["config"].get("data", {}), "label_noise": {"kind": "symmetric", "rate": 0.0}}}
-    by_method.setdefault(methods.label(clean), {})[_noise(members[0])] = names[key]
+    # The row is the method; the warm-up it was fine-tuned from differs with the noise (a column).
+    by_method.setdefault(methods.label(clean, start=False), {})[_noise(members[0])] = names[key]
     if runs_lib.value(members[0], methods.LABEL_SMOOTHING.field) < 0:
       negative_groups.add(names[key])
   negative = [r for r in rows if r["metric"] == "accuracy" and r["baseline"]

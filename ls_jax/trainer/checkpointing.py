@@ -109,10 +109,16 @@ def _sync(name: str) -> None:
 
 def read_state_arrays(step_dir: str) -> dict[str, Any]:
   """A saved train state as a tree of NumPy arrays, on any topology (for analysis and tests)."""
-  checkpointer = ocp.PyTreeCheckpointer()
+  # The item's handler, not a `Checkpointer`: a Checkpointer looks for the step's metadata file
+  # (`_CHECKPOINT_METADATA`) inside the item directory, where `CheckpointManager` never writes
+  # it (it is one level up, in the step directory), and logs a warning on every load.
+  handler = ocp.PyTreeCheckpointHandler()
   path = pathlib.Path(step_dir).absolute() / "state"
-  metadata = checkpointer.metadata(path)
-  metadata = getattr(metadata, "item_metadata", metadata)
-  metadata = getattr(metadata, "tree", metadata)
-  return checkpointer.restore(path, restore_args=jax.tree.map(
-      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata))
+  try:
+    metadata = handler.metadata(path)
+    metadata = getattr(metadata, "item_metadata", metadata)
+    metadata = getattr(metadata, "tree", metadata)
+    return handler.restore(path, args=ocp.args.PyTreeRestore(restore_args=jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)))
+  finally:
+    handler.close()

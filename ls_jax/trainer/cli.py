@@ -96,9 +96,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   """
   path = _config_path(argv)
   if path and os.path.isfile(path):
-    # The config files import their siblings (`from configs import default`): make the folder
-    # that holds their package importable, from any working directory.
-    sys.path.insert(0, str(pathlib.Path(path).resolve().parents[1]))
+    _make_configs_importable(pathlib.Path(path))
   try:
     remaining = flags.FLAGS(argv)
     if not path:
@@ -123,9 +121,70 @@ def parse_flags(argv: list[str]) -> list[str]:
     suggestion = re.search(r'Did you mean "(\w+)"', str(e))
     hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
     _fail(f"unknown config field {field!r} in a --config override{hint}")
+  except flags.IllegalFlagValueError as e:
+    bad_override = re.match(r"flag --config\.([\w.]+)=(.*?): ", str(e), re.S)
+    if bad_override:  # A value of the wrong type in a `--config.FIELD=VALUE` override.
+      field, value = bad_override.groups()
+      _fail(f"--config.{field}={value}: expected {_expected_type(field, str(e))}")
+    _fail(_config_file_error(e, path))
   except Exception as e:  # pylint: disable=broad-except  # Errors raised by the config file itself.
     _fail(_config_file_error(e, path))
   return remaining
+
+
+def _expected_type(field: str, message: str) -> str:
+  """What a config field takes, in words: from configs/default.py's value, else from the parser's
+  message (a field that only a user's config file defines)."""
+  from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
+  node = default_config.get_config()
+  for key in field.split("."):
+    node = node[key] if key in node else None
+    if node is None:
+      break
+  if node is None:
+    if "as a ConfigDict" in message:
+      return "a group of fields: set one of them, --config.FIELD.NAME=VALUE"
+    if "int()" in message:
+      return "an integer"
+    return "a number" if "float" in message else "a value of the field's type"
+  if hasattr(node, "keys"):  # A ConfigDict: its fields are set one by one.
+    return (f"a group of fields: set one of them, e.g. --config.{field}.{sorted(node.keys())[0]}"
+            "=VALUE")
+  if isinstance(node, bool):
+    return "true or false"
+  if isinstance(node, int):
+    return "an integer"
+  if isinstance(node, float):
+    return "a number"
+  if isinstance(node, (tuple, list)):
+    return "a tuple, e.g. (0.5, 0.75)"
+  return f"a {type(node).__name__}"
+
+
+def _make_configs_importable(config_file: pathlib.Path) -> None:
+  """Puts the repository whose `configs` package a config file imports (`from configs import
+  mnist1d`) first on `sys.path`, from any working directory and for the installed `ls-jax-train`.
+
+  That repository is the nearest folder above the config file holding `configs/__init__.py` (the
+  shipped configs, and a user's file anywhere inside a clone); for a config file outside any clone,
+  the nearest such folder above the working directory, else above the installed `ls_jax` (an
+  editable install), unless `configs` is already importable (`scripts/train.py` puts its own clone
+  first). A standalone config file that starts from
+  `ls_jax.trainer.default_config` needs none of this.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  def repository_above(folder: pathlib.Path) -> pathlib.Path | None:
+    return next((d for d in (folder, *folder.parents) if (d / "configs" / "__init__.py").is_file()),
+                None)
+
+  root = repository_above(config_file.resolve().parent)
+  if root is None and importlib.util.find_spec("configs") is None:
+    import ls_jax  # pylint: disable=g-import-not-at-top  # An editable install: its own clone.
+    root = (repository_above(pathlib.Path.cwd())
+            or repository_above(pathlib.Path(ls_jax.__file__).resolve().parent))
+  if root is not None:
+    sys.path.insert(0, str(root))
 
 
 def _config_file_error(error: BaseException, path: str) -> str:
@@ -138,6 +197,9 @@ def _config_file_error(error: BaseException, path: str) -> str:
   if isinstance(error, SyntaxError):
     return f"config file {error.filename}, line {error.lineno}: SyntaxError: {error.msg}"
   what = errors.one_line(error)
+  if isinstance(error, ModuleNotFoundError) and error.name == "configs":
+    what += (" (the shipped configs/ are importable from a config file or a working directory "
+             "inside a clone of the repository, or with PYTHONPATH=<the clone>)")
   if isinstance(error, ValueError):
     return what
   if not what.startswith(type(error).__name__):
@@ -158,6 +220,14 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; options are --flags")
   if _PRINT_CONFIG.value:
+    # Validated as training validates it, so that what prints is what trains. The checks that
+    # depend on the devices (batch divisible by their count) wait for the devices of the run.
+    from ls_jax.trainer import config_checks  # pylint: disable=g-import-not-at-top
+    from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
+    try:
+      config_checks.validate(_CONFIG.value, reference=default_config.get_config(), device_count=1)
+    except errors.UserError as e:
+      _fail(str(e))
     print(_CONFIG.value, end="", flush=True)
     return
   if not _WORKDIR.value:

@@ -14,6 +14,7 @@ Adding a method: its loss in `ls_jax/losses/` (and the namespace `ls_jax/losses/
 config field in `ls_jax/trainer/default_config.py`, and one `Method` here.
 """
 import dataclasses
+import re
 from typing import Any, Callable, Optional
 
 import jax
@@ -154,13 +155,29 @@ def active(config: Config) -> tuple[Method, ...]:
   return tuple(m for m in METHODS if value(config, m.field) != m.off)
 
 
-def label(config: Config) -> str:
-  """`CE`, or what a run adds to it (`LS 0.1 + Mixup 0.2`), prefixed by its label noise."""
+def label(config: Config, *, start: bool = True) -> str:
+  """`CE`, or what a run adds to it (`LS 0.1 + Mixup 0.2`), prefixed by its label noise; a run
+  fine-tuned from a finished run (`init_from`) ends in `(from <that run>)` unless `start` is False
+  (a report that states its protocol once).
+
+  The run is named by its workdir's last component without a trailing `_seed<N>`: the runs of one
+  group start each from the run of its own seed (`scripts/sweep.py`), and share one label.
+  """
   parts = [f"{m.name} {m.describe(config) if m.describe else value(config, m.field)}"
            for m in active(config)]
   name = " + ".join(parts) or BASELINE
+  init_from = value(config, "init_from") if start else ""
+  if init_from:
+    name += f" (from {start_name(init_from)})"
   rate, kind = value(config, "data.label_noise.rate"), value(config, "data.label_noise.kind")
   return f"{rate:.0%} {kind} noise: {name}" if rate else name
+
+
+def start_name(workdir: str) -> str:
+  """The short name of a finished run's workdir in labels: `runs/noise/ce_sym0.4_seed3` ->
+  `ce_sym0.4`."""
+  name = str(workdir).rstrip("/").rsplit("/", 1)[-1]
+  return re.sub(r"[_-]?seed(\d+|\*|\{seed\})$", "", name) or name
 
 
 def loss_method(config: Config) -> Method:

@@ -75,12 +75,15 @@ class Classification:
     from `predictions.npz`, without retraining."""
     val_logits, val_labels = val_outputs["logits"], val_outputs["label"]
     test_logits, test_labels = test_outputs["logits"], test_outputs["label"]
-    temperature = calibration.fit_temperature(val_logits, val_labels)
+    temperature, at_bound = calibration.fit_temperature_checked(val_logits, val_labels)
     scaled_logits = test_logits / temperature
     results = {
         **calibration.calibration_metrics(test_logits, test_labels),
         "validation": calibration.calibration_metrics(val_logits, val_labels),
         "temperature": float(temperature),
+        # The fit ended on a bound of calibration.TEMPERATURE_BOUNDS: the validation split does not
+        # determine T (e.g. every example right, or wrong, by a wide margin).
+        "temperature_at_bound": bool(at_bound),
         "temperature_scaled": calibration.calibration_metrics(scaled_logits, test_labels),
         # What a reliability diagram and a confidence histogram draw (scripts/plot_calibration.py).
         "reliability": _reliability_json(test_logits, test_labels),
@@ -98,7 +101,8 @@ class Classification:
             "| ECE after TS | train s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
             f"| {config.data.name} | {config.model.name} | {method} | {results['steps']} "
             f"| {results['accuracy']:.4f} | {results['nll']:.4f} | {results['ece']:.4f} "
-            f"| {results['mean_confidence']:.4f} | {results['temperature']:.3f} "
+            f"| {results['mean_confidence']:.4f} | {results['temperature']:.3f}"
+            f"{' (at bound)' if results.get('temperature_at_bound') else ''} "
             f"| {scaled['ece']:.4f} | {results['train_seconds']:.1f} |\n"
             f"(full results: {workdir}/results.json)")
 

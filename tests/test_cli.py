@@ -35,6 +35,8 @@ def assert_one_line_error(done, pattern: str = ""):
      "loss.label_smoothing=1.5: must be in [-1, 1)"),
     ([*QUICK, "--config.loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [-1, 1)"),
     ([*QUICK, "--config.batch_size=0"], "batch_size=0: must be a positive integer"),
+    ([*QUICK, "--config.optimizer.decay_boundaries=x"],
+     "optimizer.decay_boundaries=('x',): expected a tuple of numbers"),
     ([*QUICK, "--config.data.name=mnist", "--config.data.data_dir=/nonexistent/tfds"],
      "dataset 'mnist' is not prepared in data_dir /nonexistent/tfds"),
     ([*QUICK, "--config.data.train_split=train[:0]"], "train[:0]"),

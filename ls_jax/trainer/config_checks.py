@@ -50,6 +50,9 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
       raise UserError(f"config.{name}={value!r}: expected true or false")
     if isinstance(expected, str) and not isinstance(value, str):
       raise UserError(f"config.{name}={value!r}: expected a string")
+    if isinstance(expected, tuple) and not (isinstance(value, (tuple, list)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+      raise UserError(f"config.{name}={value!r}: expected a tuple of numbers, e.g. (0.5, 0.75)")
   from ls_jax import models  # pylint: disable=g-import-not-at-top
   for name, choices in {**_CHOICES, "model.name": models.MODEL_NAMES}.items():
     if fields[name] not in choices:

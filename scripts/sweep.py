@@ -6,21 +6,53 @@
   python scripts/sweep.py configs/sweeps/strength.py --out runs/tiny --override num_steps=20 \
       --seeds 0,1                                                                 # a smoke test
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --print     # commands only
-  python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --slurm     # SLURM array
+  python scripts/sweep.py configs/sweeps/strength.py --out runs/strength --slurm \
+      --time 2:00:00 --cpus-per-task 4 --mem 8G --throttle 50                     # SLURM array
   python scripts/sweep.py configs/sweeps/noise.py --out runs/noise --match 'rate=0.6'  # a subset
 
-Each run writes to `<out>/<name>` (names from the overrides, `ls_jax.experiments.sweeps.workdir_name`) and logs
-to `<out>/logs/<name>.log`. A run with `results.json` is finished and skipped; any other is
+Each run writes to `<out>/<name>` (names from the overrides, `ls_jax.experiments.sweeps.workdir_name`;
+a float is spelt `:g` where that parses back to it, else by `repr`, so every value reaches training
+and its name unchanged) and logs to `<out>/logs/<name>.log`.
+
+Checked before anything starts. Every run's config is built from its command line and validated
+as train.py does (`sweeps.resolve`): a misspelt field, a wrong type or a bad value in any point,
+or a Python error in the sweep file, is one line (the file and line, or the point and the field)
+and exit status 2, with no run started.
+
+Which runs it trains. A run whose results.json holds the config this sweep would train (compared
+as train.py compares a workdir's config on resume: log and checkpoint intervals may differ) is
+finished and skipped. A workdir whose config differs (results.json or config.json; e.g. trained
+with `--override num_steps=20`) is a mismatch: one line per run naming the field
+(`num_steps: 20 there, 6000 here`), and the sweep refuses (exit 2, nothing started) unless
+`--restart-mismatched` is given, which moves each such workdir to `<out>/replaced/<name>.old-<time>`
+(never deleted, and out of the way of summarize.py) and trains it afresh. Any other run is
 (re)started, and train.py resumes it from its last checkpoint. A failed run does not stop the
 sweep: the failures are listed at the end with their logs, and the exit status is 1.
+
+Several sweeps on one `--out` (a second terminal, a re-submitted job). Each run is trained under
+an exclusive lock, `fcntl.flock` on `<out>/.locks/<name>.lock`, held by the sweep and by the
+train.py it started until that process exits. A sweep that finds a run locked says "running
+elsewhere", goes on with the others, and at the end waits for it: finished there, it counts; if
+the other process died without finishing it, this sweep trains it. The SLURM commands take the
+same lock (`flock -n`; a task whose run is locked exits 75) and skip a run with results.json.
+
+Killed. SIGINT or SIGTERM: each running train.py gets SIGTERM, checkpoints and exits, and the sweep
+exits 130 / 143. `kill -9` of sweep.py (Linux): the kernel sends each train.py SIGTERM
+(PR_SET_PDEATHSIG), which checkpoints and exits; the locks go with the processes. Rerunning the
+same command resumes every unfinished run from its last checkpoint (bit-identical to an
+uninterrupted run) and trains nothing twice. Elsewhere than Linux the orphaned runs finish on
+their own, holding their locks.
 
 `--parallel N` runs N at a time, each with XLA's CPU thread pool limited to one thread when N > 1
 (the measured default, see README "Sweeps"). On an accelerator use `--parallel 1`.
 """
 import argparse
+import ctypes
+import fcntl
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +68,8 @@ from ls_jax.experiments import sweeps  # pylint: disable=g-import-not-at-top
 # would only contend with each other.
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 DEFAULT_PARALLEL = 2
+LOCKED_EXIT = 75  # EX_TEMPFAIL: a SLURM task whose run is locked by another process.
+REPLACED = "replaced"  # <out>/replaced/<name>.old-<time>: mismatched runs moved aside.
 
 
 def _duration(seconds: float) -> str:
@@ -51,42 +85,193 @@ def _child_env(parallel: int) -> dict[str, str]:
   return env
 
 
-def run_all(runs: list[sweeps.Run], out: pathlib.Path, extra: dict[str, str], parallel: int,
-            stream=sys.stdout) -> list[sweeps.Run]:
-  """Runs the unfinished runs, `parallel` at a time; returns the failed ones."""
-  todo = [r for r in runs if not (out / r.name / "results.json").exists()]
+def _die_with_parent():
+  """A `preexec_fn`: on Linux the child gets SIGTERM when the sweep dies, even by `kill -9`."""
+  if not sys.platform.startswith("linux"):
+    return None
+  prctl = ctypes.CDLL(None, use_errno=True).prctl
+  parent = os.getpid()
+
+  def preexec():
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # The sweep died before prctl took effect.
+      os.kill(os.getpid(), signal.SIGTERM)
+  return preexec
+
+
+def lock_path(out: pathlib.Path, name: str) -> pathlib.Path:
+  return out / ".locks" / f"{name}.lock"
+
+
+def try_lock(out: pathlib.Path, name: str) -> int | None:
+  """An open fd holding the run's exclusive lock, or None if another process holds it."""
+  path = lock_path(out, name)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    return None
+  return fd
+
+
+def _saved_config(workdir: pathlib.Path) -> tuple[str, dict] | None:
+  """The config a workdir holds, from results.json (finished) or config.json (started)."""
+  import json  # pylint: disable=g-import-not-at-top
+  for name in ("results.json", "config.json"):
+    try:
+      saved = json.loads((workdir / name).read_text())
+    except (FileNotFoundError, ValueError):
+      continue
+    return name, saved.get("config", {}) if name == "results.json" else saved
+  return None
+
+
+def state(out: pathlib.Path, run: sweeps.Run, config: dict) -> tuple[str, str]:
+  """('done' | 'todo' | 'mismatch', the mismatch line) of a run's workdir."""
+  workdir = out / run.name
+  saved = _saved_config(workdir)
+  if saved is None:
+    return "todo", ""
+  source, there = saved
+  if source == "results.json":  # A field newer than the finished run: its default.
+    from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
+    there = _merged(default_config.get_config().to_dict(), there)
+  differences = sweeps.config_differences(there, config)
+  if not differences:
+    return ("done" if source == "results.json" else "todo"), ""
+  shown = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differences[:3])
+  more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+  return "mismatch", f"mismatch: {workdir} ({source}): {shown}{more}"
+
+
+def _merged(default: dict, saved: dict) -> dict:
+  """`saved`, with the fields it lacks taken from `default` (nested dicts)."""
+  merged = dict(default)
+  for key, value in saved.items():
+    merged[key] = _merged(default[key], value) if isinstance(value, dict) and isinstance(
+        default.get(key), dict) else value
+  return merged
+
+
+def move_aside(out: pathlib.Path, name: str, stream) -> None:
+  aside = out / REPLACED / f"{name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+  aside.parent.mkdir(parents=True, exist_ok=True)
+  (out / name).rename(aside)
+  print(f"moved {out / name} (another config) to {aside}", file=stream, flush=True)
+
+
+class _Stop(Exception):
+  def __init__(self, signum):
+    super().__init__(signum)
+    self.signum = signum
+
+
+def _raise_stop(signum, frame):
+  del frame
+  raise _Stop(signum)
+
+
+def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
+            extra: dict[str, str], parallel: int, restart_mismatched: bool = False,
+            stream=sys.stdout, train_script=TRAIN_SCRIPT) -> list[sweeps.Run] | None:
+  """Runs the unfinished runs, `parallel` at a time; returns the failed ones (None: refused)."""
+  states = {r.name: state(out, r, configs[r.name]) for r in runs}
+  mismatched = [r for r in runs if states[r.name][0] == "mismatch"]
+  for run in mismatched:
+    print(states[run.name][1], file=stream, flush=True)
+  if mismatched and not restart_mismatched:
+    print(f"sweep.py: error: {len(mismatched)} workdirs in {out} hold runs with another config "
+          "(above); use another --out, or pass --restart-mismatched to move them to "
+          f"{out / REPLACED} and train them afresh", file=sys.stderr, flush=True)
+    return None
+  todo = [r for r in runs if states[r.name][0] != "done"]
   skipped = len(runs) - len(todo)
   print(f"{len(runs)} runs: {skipped} already finished, {len(todo)} to run, {parallel} at a time",
         file=stream, flush=True)
   (out / "logs").mkdir(parents=True, exist_ok=True)
   env = _child_env(parallel)
-  running: dict[subprocess.Popen, tuple[sweeps.Run, float, object]] = {}
-  failed, done, durations = [], 0, []
+  preexec = _die_with_parent()
+  running: dict[subprocess.Popen, tuple[sweeps.Run, float, object, int]] = {}
+  elsewhere: list[sweeps.Run] = []
+  failed, done, durations, waiting_said = [], 0, [], False
   start = time.monotonic()
-  while todo or running:
-    while todo and len(running) < parallel:
-      run = todo.pop(0)
-      log = open(out / "logs" / f"{run.name}.log", "a", encoding="utf-8")
-      argv = sweeps.command(run, str(out), TRAIN_SCRIPT, extra)
-      log.write(f"$ {sweeps.shell_line(argv)}\n")
-      log.flush()
-      process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=REPO_ROOT)
-      running[process] = (run, time.monotonic(), log)
-    time.sleep(0.2)
-    for process in [p for p in running if p.poll() is not None]:
-      run, began, log = running.pop(process)
-      log.close()
-      ok = process.returncode == 0 and (out / run.name / "results.json").exists()
-      done += 1
-      durations.append(time.monotonic() - began)
-      if not ok:
-        failed.append(run)
-      remaining = len(todo) + len(running)
-      eta = sum(durations) / len(durations) * remaining / parallel
-      print(f"[{done}/{done + remaining} done, {len(running)} running, {len(failed)} failed, "
-            f"ETA {_duration(eta)}] {'ok    ' if ok else 'FAILED'} {run.name} "
-            f"({durations[-1]:.1f} s)", file=stream, flush=True)
+  handlers = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    while todo or running or elsewhere:
+      while todo and len(running) < parallel:
+        run = todo.pop(0)
+        fd = try_lock(out, run.name)
+        if fd is None:
+          print(f"running elsewhere: {run.name} (will wait for it at the end)", file=stream,
+                flush=True)
+          elsewhere.append(run)
+          continue
+        status, line = state(out, run, configs[run.name])  # It may have changed meanwhile.
+        if status == "done":
+          os.close(fd)
+          done += 1
+          print(f"finished elsewhere: {run.name}", file=stream, flush=True)
+          continue
+        if status == "mismatch":
+          if not restart_mismatched:
+            os.close(fd)
+            print(line, file=stream, flush=True)
+            failed.append(run)
+            continue
+          move_aside(out, run.name, stream)
+        log = open(out / "logs" / f"{run.name}.log", "a", encoding="utf-8")
+        argv = sweeps.command(run, str(out), train_script, extra)
+        log.write(f"$ {sweeps.shell_line(argv)}\n")
+        log.flush()
+        # The child inherits the lock: it stays held until train.py exits, even if the sweep dies.
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=REPO_ROOT, pass_fds=(fd,), preexec_fn=preexec)
+        running[process] = (run, time.monotonic(), log, fd)
+      if not todo and not running and elsewhere:
+        if not waiting_said:
+          print(f"waiting for {len(elsewhere)} runs running elsewhere", file=stream, flush=True)
+          waiting_said = True
+        for run in list(elsewhere):  # Free again: finished there, or for this sweep to train.
+          fd = try_lock(out, run.name)
+          if fd is not None:
+            os.close(fd)
+            elsewhere.remove(run)
+            todo.append(run)
+        if not todo:
+          time.sleep(1.0)
+        continue
+      time.sleep(0.2)
+      for process in [p for p in running if p.poll() is not None]:
+        run, began, log, fd = running.pop(process)
+        log.close()
+        os.close(fd)
+        ok = process.returncode == 0 and (out / run.name / "results.json").exists()
+        done += 1
+        durations.append(time.monotonic() - began)
+        if not ok:
+          failed.append(run)
+        remaining = len(todo) + len(running) + len(elsewhere)
+        eta = sum(durations) / len(durations) * remaining / parallel
+        print(f"[{done}/{done + remaining} done, {len(running)} running, {len(failed)} failed, "
+              f"ETA {_duration(eta)}] {'ok    ' if ok else 'FAILED'} {run.name} "
+              f"({durations[-1]:.1f} s)", file=stream, flush=True)
+  except _Stop as stop:
+    for s, handler in handlers.items():
+      signal.signal(s, signal.SIG_IGN if s == stop.signum else handler)
+    for process in running:  # Each checkpoints and exits; a rerun resumes it.
+      process.send_signal(signal.SIGTERM)
+    for process in running:
+      process.wait()
+    name = signal.Signals(stop.signum).name
+    print(f"sweep.py: stopped by {name}; {len(running)} running runs checkpointed; rerun the "
+          "same command to resume", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + stop.signum)
+  finally:
+    for s, handler in handlers.items():
+      signal.signal(s, handler)
   print(f"sweep finished in {_duration(time.monotonic() - start)}: {len(runs) - len(failed)} of "
         f"{len(runs)} runs have results", file=stream, flush=True)
   for run in failed:
@@ -104,6 +289,62 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
   return overrides
 
 
+def _relative(path: pathlib.Path) -> str:
+  """`path` relative to the repository where it is inside it (SLURM nodes may mount it elsewhere),
+  else absolute."""
+  path = path.absolute()
+  try:
+    return str(path.relative_to(REPO_ROOT))
+  except ValueError:
+    return str(path)
+
+
+def _default_python() -> str:
+  """The Python running this script, relative to the repository where it lives there (.venv)."""
+  return _relative(pathlib.Path(sys.executable))
+
+
+def write_slurm(runs, configs, out: pathlib.Path, extra, args) -> int:
+  states = {r.name: state(out, r, configs[r.name]) for r in runs}
+  mismatched = [r for r in runs if states[r.name][0] == "mismatch"]
+  for run in mismatched:
+    print(states[run.name][1])
+  if mismatched:
+    if not args.restart_mismatched:
+      print(f"sweep.py: error: {len(mismatched)} workdirs in {out} hold runs with another config "
+            "(above); use another --out, or pass --restart-mismatched to move them aside",
+            file=sys.stderr)
+      return 2
+    for run in mismatched:
+      fd = try_lock(out, run.name)
+      if fd is None:
+        print(f"sweep.py: error: {run.name} is running elsewhere; stop it first", file=sys.stderr)
+        return 2
+      move_aside(out, run.name, sys.stdout)
+      os.close(fd)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "logs").mkdir(exist_ok=True)
+  (out / ".locks").mkdir(exist_ok=True)
+  rel_out = pathlib.Path(_relative(out))
+  lines = []
+  for run in runs:
+    argv = sweeps.command(run, str(rel_out), "scripts/train.py", extra, python="PYTHON")
+    train = sweeps.shell_line(argv[1:])
+    lock = sweeps.shell_line([str(rel_out / ".locks" / f"{run.name}.lock")])
+    results = sweeps.shell_line([str(rel_out / run.name / "results.json")])
+    lines.append(f"test -e {results} || flock -n -E {LOCKED_EXIT} {lock} \"$PYTHON\" {train}")
+  commands = out / "commands.txt"
+  commands.write_text("\n".join(lines) + "\n")
+  script = out / "sweep.sbatch"
+  script.write_text(sweeps.slurm_script(
+      _relative(commands), len(lines), _relative(out / "logs"), time=args.time,
+      cpus_per_task=args.cpus_per_task, mem=args.mem, throttle=args.throttle,
+      python=args.python or _default_python(), job_name=f"sweep_{out.name}"))
+  print(f"wrote {commands} ({len(lines)} runs) and {script}; submit from the repository with: "
+        f"sbatch {_relative(script)}")
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("sweep",
@@ -116,13 +357,29 @@ def main(argv: list[str] | None = None) -> int:
                       help="only the runs whose workdir name matches (re.search)")
   parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
                       help="config override for every run, e.g. num_steps=20 (repeatable)")
+  parser.add_argument("--restart-mismatched", action="store_true",
+                      help="move workdirs that hold another config to <out>/replaced/ and train "
+                      "them afresh (default: list them and refuse)")
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument("--print", action="store_true", help="print the command lines, one per run")
   mode.add_argument("--slurm", action="store_true",
                     help="write <out>/commands.txt and <out>/sweep.sbatch (a SLURM array job)")
+  slurm = parser.add_argument_group("SLURM (with --slurm)")
+  slurm.add_argument("--time", default="24:00:00", help="per task (default 24:00:00)")
+  slurm.add_argument("--cpus-per-task", type=int, default=2, help="default 2")
+  slurm.add_argument("--mem", default="8G", help="per task (default 8G)")
+  slurm.add_argument("--throttle", type=int, default=0, metavar="N",
+                     help="at most N tasks at once (--array=...%%N; default 0: no limit)")
+  slurm.add_argument("--python", help="the Python on the nodes, absolute or relative to the "
+                     "repository (default: the one running sweep.py, relative to the repository "
+                     "if inside it); the job's $LS_JAX_PYTHON overrides it")
+  parser.add_argument("--train-script", default=str(TRAIN_SCRIPT), help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.parallel < 1:
     parser.error(f"--parallel must be >= 1, got {args.parallel}")
+  if args.throttle < 0 or args.cpus_per_task < 1:
+    parser.error("--throttle must be >= 0 and --cpus-per-task >= 1")
+  extra = _parse_overrides(args.override)
   try:
     sweep = sweeps.load(args.sweep)
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
@@ -132,23 +389,26 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, re.error) as e:
     print(f"sweep.py: error: {e}", file=sys.stderr)
     return 2
-  extra = _parse_overrides(args.override)
+  # Every run's config, built and validated as train.py will, before anything starts.
+  configs = {}
+  for run in runs:
+    try:
+      configs[run.name] = sweeps.resolve(run, extra, str(REPO_ROOT)).to_dict()
+    except ValueError as e:
+      point = {k: v for k, v in run.overrides.items()}
+      print(f"sweep.py: error: {sweeps.split_spec(args.sweep)[0]}: point {point} (run "
+            f"{run.name}): {e}", file=sys.stderr)
+      return 2
   out = pathlib.Path(args.out)
-  lines = [sweeps.shell_line(sweeps.command(r, str(out), TRAIN_SCRIPT, extra)) for r in runs]
   if args.print:
-    print("\n".join(lines))
+    print("\n".join(sweeps.shell_line(sweeps.command(r, str(out), TRAIN_SCRIPT, extra))
+                    for r in runs))
     return 0
   if args.slurm:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
-    commands = (out / "commands.txt").resolve()
-    commands.write_text("\n".join(lines) + "\n")
-    script = out / "sweep.sbatch"
-    script.write_text(sweeps.slurm_script(str(commands), len(lines),
-                                          str((out / "logs").resolve()), str(REPO_ROOT)))
-    print(f"wrote {commands} ({len(lines)} runs) and {script}; submit with: sbatch {script}")
-    return 0
-  return 1 if run_all(runs, out, extra, args.parallel) else 0
+    return write_slurm(runs, configs, out, extra, args)
+  failed = run_all(runs, configs, out, extra, args.parallel, args.restart_mismatched,
+                   train_script=args.train_script)
+  return 2 if failed is None else 1 if failed else 0
 
 
 if __name__ == "__main__":

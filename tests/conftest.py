@@ -24,6 +24,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: takes more than ~30 s; run with --runslow")
+  # ml_collections' config_flags loads config files with the deprecated `load_module` (not ours).
+  config.addinivalue_line("filterwarnings",
+                          "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
 
 
 def pytest_addoption(parser):

@@ -16,7 +16,6 @@ import shutil
 
 import jax
 import numpy as np
-import pytest
 
 from configs import mnist1d
 from ls_jax import mixing

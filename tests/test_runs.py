@@ -119,7 +119,10 @@ def test_baseline_is_ce_with_the_same_noise():
     ([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], None, "higher"),
     ([1.0, 2.0, 3.1], [1.1, 1.9, 3.0], "higher", "no difference detected (n=3)"),
     ([1.0], [0.0], "higher", "undetermined (n=1)"),
-    ([1.0, 2.0], [1.0, 2.0], "higher", "no difference detected (n=2, identical)"),
+    ([1.0, 2.0], [1.0, 2.0], "higher", "identical in all 2 pairs"),
+    ([1.5, 2.5, 3.5], [1.0, 2.0, 3.0], "lower", "worse: every one of the 3 pairs differs by "
+     "exactly +0.5"),
+    ([1.0, 2.0], [1.5, 2.5], None, "lower: every one of the 2 pairs differs by exactly -0.5"),
 ])
 def test_verdicts(a, b, better, expected):
   assert study.verdict(statistics.paired_comparison(a, b), better) == expected
@@ -231,3 +234,60 @@ def test_write_keeps_the_summary_csv_columns(tmp_path):
   study.write(study.Report(extra, [], {}, runs), tmp_path, "T", "cmd")
   with open(tmp_path / "summary.csv", encoding="utf-8") as f:
     assert next(csv.reader(f)) == ["role", *header]
+
+
+def test_groups_sort_numerically_with_ce_first_in_each_experiment():
+  runs = []
+  for rate in (0.6, 0.2):  # Given in the wrong order, as a directory listing may give them.
+    for ls in (0.95, 0.9, 0.1, 0.0, -0.1, -0.3):
+      runs += [fake_run(s, 0.9 + 0.01 * s + ls * 0.001 - rate, loss__label_smoothing=ls,
+                        data__label_noise__rate=rate) for s in (10, 2)]
+  groups = [r["group"] for r in study.summarize(runs) if r["metric"] == "accuracy"]
+  methods_in_order = ["CE", "LS -0.3", "LS -0.1", "LS 0.1", "LS 0.9", "LS 0.95"]
+  assert [g.split(": ")[1] for g in groups] == methods_in_order * 2, groups
+  assert all("20%" in g for g in groups[:6]) and all("60%" in g for g in groups[6:])
+  assert sorted(["LS 0.95", "LS 10", "LS 0.9", "seed10", "seed2"], key=study.natural) == [
+      "LS 0.9", "LS 0.95", "LS 10", "seed2", "seed10"]
+
+
+def test_a_zero_variance_difference_prints_a_real_result_not_nan():
+  ce = [0.5, 0.625, 0.75]  # Exact in binary: every difference below is exactly equal.
+  runs = [fake_run(s, ce[s]) for s in range(3)]
+  runs += [fake_run(s, ce[s], loss__label_smoothing=0.1) for s in range(3)]          # Identical.
+  runs += [fake_run(s, ce[s] + 0.25, loss__label_smoothing=0.2) for s in range(3)]   # Exact shift.
+  rows = study.summarize(runs)
+  (same,) = rows_for(rows, "LS 0.1")
+  (shift,) = rows_for(rows, "LS 0.2")
+  assert same["verdict"] == "identical in all 3 pairs"
+  assert shift["verdict"] == "improves: every one of the 3 pairs differs by exactly +0.25"
+  text = study.markdown(rows) + study.difference_table(rows, ["accuracy", "nll"])
+  assert "nan" not in text and "undetermined" not in text
+  assert "identical in all 3 pairs" in text and "by exactly -0.25" in text  # NLL = 1 - accuracy.
+
+
+def test_pairing_is_by_seed_whatever_order_the_groups_list_their_seeds(tmp_path):
+  rng = np.random.default_rng(3)
+  seeds = [0, 1, 2, 5, 10, 11, 20]
+  ce = {s: 0.9 + rng.normal(0, 0.01) for s in seeds}
+  ls = {s: ce[s] + 0.02 + rng.normal(0, 0.002) for s in seeds}
+  expected = statistics.paired_comparison([ls[s] for s in seeds], [ce[s] for s in seeds])
+  for order in range(4):
+    shuffled = [list(rng.permutation(seeds)) for _ in range(2)]
+    runs = [fake_run(int(s), ce[s]) for s in shuffled[0]]
+    runs += [fake_run(int(s), ls[s], loss__label_smoothing=0.1) for s in shuffled[1]]
+    (row,) = rows_for(study.summarize(runs), "LS 0.1")
+    assert row["n_paired"] == len(seeds), order
+    np.testing.assert_allclose([row["diff"], row["diff_ci_low"], row["p_value"]],
+                               [expected.mean_difference, expected.ci_low, expected.p_value],
+                               rtol=1e-12)
+  # From disk: directory order puts seed10 before seed2, in one group only.
+  for name, values, fields in (("ce", ce, {}), ("ls", ls, {"loss__label_smoothing": 0.1})):
+    for s in seeds:
+      workdir = tmp_path / f"{name}_seed{s}"
+      workdir.mkdir()
+      run = fake_run(s, values[s], **fields)
+      del run["workdir"]
+      (workdir / "results.json").write_text(json.dumps(run))
+  (row,) = rows_for(study.summarize(study.load([str(tmp_path)])), "LS 0.1")
+  np.testing.assert_allclose(row["diff"], expected.mean_difference, rtol=1e-12)
+  np.testing.assert_allclose(row["p_value"], expected.p_value, rtol=1e-12)

@@ -68,7 +68,10 @@ def test_the_command_runs_the_callers_train_script():
   assert sweeps.command(run, "out", "/repo/scripts/train.py", {"num_steps": "20"}, "py") == [
       "py", "/repo/scripts/train.py", "--config=configs/mnist1d.py", "--config.loss.focal_gamma=3",
       "--config.seed=2", "--config.num_steps=20", "--workdir=out/x_seed2"]
-  assert "cd /somewhere\n" in sweeps.slurm_script("c.txt", 3, "logs", "/somewhere")
+  script = sweeps.slurm_script("c.txt", 3, "logs", time="1:00:00", cpus_per_task=4, mem="2G",
+                               throttle=2, python=".venv/bin/python")
+  assert 'cd "${LS_JAX_REPO:-$SLURM_SUBMIT_DIR}"\n' in script and "#SBATCH --array=0-2%2" in script
+  assert 'PYTHON="${LS_JAX_PYTHON:-.venv/bin/python}"' in script
 
 
 def test_focal_is_a_candidate_of_the_methods_sweep_and_a_point_of_calibration():
@@ -132,7 +135,9 @@ def test_slurm_writes_an_array_job(tmp_path):
   commands = (tmp_path / "commands.txt").read_text().splitlines()
   script = (tmp_path / "sweep.sbatch").read_text()
   assert len(commands) == 8 and "--config.num_steps=20" in commands[0]
-  assert "#SBATCH --array=0-7" in script and str(tmp_path / "commands.txt") in script
+  assert "#SBATCH --array=0-7\n" in script and str(tmp_path / "commands.txt") in script
+  for flag in ("--time=", "--cpus-per-task=", "--mem="):  # Defaults; sweep.py's flags set them.
+    assert f"#SBATCH {flag}" in script
   assert "sbatch" in done.stdout
 
 
@@ -180,11 +185,13 @@ def test_a_failed_run_is_named_with_its_log_and_the_sweep_goes_on(tmp_path):
   sweep_file.write_text(
       "def get_sweep(arg):\n"
       "  return {'config': 'configs/digits.py', 'seeds': [0],\n"
-      "          'points': [{'optimizer.learning_rate': -1.0}, {'mixup.alpha': 0.2}]}\n")
+      "          'points': [{'init_from': '/nonexistent/run'}, {'mixup.alpha': 0.2}]}\n")
+  # (A bad config value is refused before anything starts, tests/test_sweep_safety.py; this run
+  # fails once started: the run it fine-tunes from does not exist.)
   done = sweep_py(sweep_file, "--out", tmp_path / "out", "--override", "num_steps=5",
                   "--parallel", "1", check_rc=1)
-  bad = "digits_optimizer.learning_rate=-1_seed0"
+  bad = "digits_init_from=-nonexistent-run_seed0"
   log = tmp_path / "out" / "logs" / f"{bad}.log"
   assert f"failed: {bad}  log: {log}" in done.stdout
-  assert "must be > 0" in log.read_text()
+  assert "holds no run" in log.read_text()
   assert (tmp_path / "out" / "digits_mixup.alpha=0.2_seed0" / "results.json").exists()

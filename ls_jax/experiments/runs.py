@@ -176,8 +176,33 @@ def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
                       if k != SEED_FIELD and k not in BOOKKEEPING_FIELDS))
 
 
+_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
+
+
+def natural(value: Any) -> tuple:
+  """A sort key that puts numbers in numeric order, also inside strings ('LS 0.9' < 'LS 0.95' <
+  'LS 10'; 'seed2' < 'seed10'), and never compares values of different types."""
+  if value is None:
+    return (0,)
+  if isinstance(value, (bool, int, float, np.number)):
+    return (1, float(value))
+  if isinstance(value, (tuple, list)):
+    return (3, tuple(natural(v) for v in value))
+  return (2, tuple((0, float(part)) if i % 2 else (1, part)
+                   for i, part in enumerate(_NUMBER.split(str(value))) if part))
+
+
+def _group_order(key: tuple) -> tuple:
+  """Experiments (the CE baseline's key) in natural order; within one, CE first, then the methods
+  by their values in natural order."""
+  base = baseline_key(key)
+  return (tuple((k, natural(v)) for k, v in base), key != base,
+          tuple((k, natural(v)) for k, v in key))
+
+
 def group(runs: list[Run]) -> dict[tuple, list[Run]]:
-  """Runs by `experiment_key`, in first-seen order.
+  """Runs by `experiment_key`: experiments in natural order of their config, and within each its CE
+  group first, then the methods in numeric order of their values (LS 0.9 before LS 0.95).
 
   Raises:
     ValueError: if one group holds the same seed twice (two copies of one run).
@@ -185,6 +210,7 @@ def group(runs: list[Run]) -> dict[tuple, list[Run]]:
   groups: dict[tuple, list[Run]] = {}
   for run in runs:
     groups.setdefault(experiment_key(run["config"]), []).append(run)
+  groups = dict(sorted(groups.items(), key=lambda item: _group_order(item[0])))
   for members in groups.values():
     seeds = [seed(run) for run in members]
     if len(set(seeds)) != len(seeds):
@@ -282,9 +308,15 @@ def verdict(comparison: statistics.PairedComparison, better: str | None) -> str:
   if math.isnan(comparison.ci_low):
     if comparison.n < 2:
       return f"undetermined (n={comparison.n})"
+    # No spread (every pair differs by the same amount): the difference is exact, its CI has
+    # zero width.
     if comparison.mean_difference == 0:
-      return f"no difference detected (n={comparison.n}, identical)"
-    return f"undetermined: every seed differs by the same amount (n={comparison.n})"
+      return f"identical in all {comparison.n} pairs"
+    higher = comparison.mean_difference > 0
+    word = ("higher" if higher else "lower") if better is None else (
+        "improves" if higher == (better == "higher") else "worse")
+    return (f"{word}: every one of the {comparison.n} pairs differs by exactly "
+            f"{comparison.mean_difference:+.4g}")
   if comparison.ci_low <= 0 <= comparison.ci_high:
     return f"no difference detected (n={comparison.n})"
   higher = comparison.ci_low > 0
@@ -431,8 +463,13 @@ def table(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("group",)) -> str
                  f"{format_number(r['std'])} | {interval(r['ci_low'], r['ci_high'])} "
                  f"| {r['baseline']} | {format_number(r['diff'])} "
                  f"| {interval(r['diff_ci_low'], r['diff_ci_high'])} "
-                 f"| {format_number(r['p_value'], 3)} | {r['verdict']}{note} |")
+                 f"| {_p(r['p_value'])} | {r['verdict']}{note} |")
   return "\n".join(lines)
+
+
+def _p(p_value: Any) -> str:
+  """The p-value, '' where there is none (n < 2, or no spread: the verdict says which)."""
+  return "" if isinstance(p_value, float) and math.isnan(p_value) else format_number(p_value, 3)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

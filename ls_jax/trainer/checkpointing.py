@@ -22,6 +22,16 @@ _RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "eval_every_steps", "c
                       "keep_checkpoints", "parallelism", "eval_batch_size")
 
 
+def config_differences(saved: dict[str, Any], current: dict[str, Any]
+                       ) -> list[tuple[str, Any, Any]]:
+  """`(field, saved value, current value)` of every field in which two configs (as dicts) are a
+  different experiment: all but the bookkeeping fields a resumed run may change. The one test of
+  "same run" for a resume here and for a sweep's finished runs (`ls_jax.experiments.sweeps`)."""
+  saved, current = _flat(saved), _flat(current)
+  return [(key, saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
+          if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
+
+
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
   if isinstance(tree, dict):
     out = {}
@@ -59,13 +69,10 @@ class RunDirectory:
     self.previous_train_seconds = 0.0
 
   def _check_same_experiment(self, saved: dict, current: dict) -> None:
-    saved, current = _flat(saved), _flat(current)
-    for key in sorted(set(saved) | set(current)):
-      if key in _RESUMABLE_CHANGES or saved.get(key) == current.get(key):
-        continue
+    for key, there, now in config_differences(saved, current)[:1]:
       raise UserError(
           f"workdir {self.workdir} holds a run with a different config ({key}: "
-          f"{saved.get(key)!r} there, {current.get(key)!r} now), so it cannot be resumed; use "
+          f"{there!r} there, {now!r} now), so it cannot be resumed; use "
           "another --workdir, or pass --restart to move that run aside and start fresh")
 
   def latest_step(self) -> Optional[int]:

@@ -272,7 +272,7 @@ def test_a_classifier_on_token_data_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("overrides,message", [
     ({"mixup.alpha": 0.2}, r"mixup.alpha=0.2: must be 0.0 for a language model"),
-    ({"loss.label_smoothing": -0.1}, r"loss.label_smoothing=-0.1: must be in \[0, 1\) for a "),
+    ({"loss.label_smoothing": -1.5}, r"loss.label_smoothing=-1.5: must be in \[-1, 1\)"),
     ({"model_axis_size": 3}, r"model_axis_size=3: must be a positive integer that divides the 8"),
     ({"model_axis_size": 2, "model.name": "mlp"}, r"model_axis_size=2: a model axis splits"),
     ({"lm.embed_dim": 31}, r"lm.embed_dim=31: must be divisible by lm.num_heads=2"),

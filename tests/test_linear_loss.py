@@ -69,7 +69,7 @@ def assert_close_to_reference(loss, grads, ref_loss, ref_grads, rtol):
     (32, 16, 256, 64),    # chunk divides V
     (32, 16, 100, 1000),  # chunk wider than V: one narrow chunk
 ])
-@pytest.mark.parametrize("label_smoothing,z_loss", [(0.0, 0.0), (0.1, 0.0), (0.3, 1e-2)])
+@pytest.mark.parametrize("label_smoothing,z_loss", [(0.0, 0.0), (0.1, 0.0), (0.3, 1e-2), (-0.5, 0.0)])
 @pytest.mark.parametrize("cotangent_kind", ["uniform", "varying"])
 def test_matches_float64_reference(
     gradient_in_forward, num_tokens, dim, num_classes, chunk_size, label_smoothing, z_loss,

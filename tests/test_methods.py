@@ -230,9 +230,9 @@ def test_without_mixing_the_batch_is_unchanged_and_targets_are_none():
     ({"data.label_noise.rate": 0.4, "data.label_noise.kind": "asymmetric",
       "loss.label_smoothing": 0.1}, "40% asymmetric noise: LS 0.1"),
     ({"distill.teacher_workdir": "runs/t", "distill.temperature": 4.0, "distill.weight": 0.9},
-     "KD T=4.0 w=0.9"),
-    ({"distill.teacher_workdir": "runs/t", "loss.label_smoothing": 0.1},
-     "LS 0.1 + KD T=1.0 w=0.5"),
+     "KD from t T=4.0 w=0.9"),
+    ({"distill.teacher_workdir": "runs/teachers/ls0.1_seed3/", "loss.label_smoothing": 0.1},
+     "LS 0.1 + KD from ls0.1 T=1.0 w=0.5"),
 ])
 def test_label(overrides, expected):
   assert methods.label(config_with(**overrides)) == expected

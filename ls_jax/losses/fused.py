@@ -86,7 +86,8 @@ def linear_smoothed_cross_entropy(
     hidden: floating `[..., d]` inputs of the output layer (final hidden states).
     kernel: floating `[d, V]` output-layer weights (for a tied embedding `E [V, d]`, `E.T`).
     labels: integer `[...]` class indices, shape `hidden.shape[:-1]`.
-    label_smoothing: scalar `a` in `[0, 1)`, Python number or (traced) array.
+    label_smoothing: scalar `a` in `[-1, 1)`, Python number or (traced) array; negative values
+      are negative label smoothing, as in `smoothed_cross_entropy`.
     where: optional boolean `[...]`; where False the loss and its gradients are 0, even if those
       hidden states are NaN or infinite (padding tokens).
     z_loss: scalar weight `b >= 0` of `logsumexp(z)^2` (T5X uses 1e-4).
@@ -97,7 +98,7 @@ def linear_smoothed_cross_entropy(
     float32 `[...]` per-token losses (float64 for float64 inputs).
 
   Raises:
-    ValueError: on bad shapes or dtypes, a concrete `label_smoothing` outside `[0, 1)`, a concrete
+    ValueError: on bad shapes or dtypes, a concrete `label_smoothing` outside `[-1, 1)`, a concrete
       `z_loss < 0`, or a `chunk_size` that is not a positive integer.
   """
   name = "linear_smoothed_cross_entropy"

@@ -90,8 +90,6 @@ def check_config(fields: dict[str, Any], check: Callable[[str, bool, str], None]
                     ("data.in_memory", True), ("parallelism", "jit")):
     check(name, fields[name] == off, f"must be {off!r} for a language model "
           f"(model.name={fields['model.name']!r})")
-  check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
-        "must be in [0, 1) for a language model (the fused loss has no negative smoothing)")
 
 
 def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,

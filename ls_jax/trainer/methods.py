@@ -114,7 +114,8 @@ METHODS: tuple[Method, ...] = (
         loss=lambda logits, labels, config, teacher_logits: losses.distillation_loss(
             logits, teacher_logits, labels, temperature=config.distill.temperature,
             weight=config.distill.weight, label_smoothing=config.loss.label_smoothing),
-        describe=lambda config: (f"T={value(config, 'distill.temperature')} "
+        describe=lambda config: (f"from {start_name(value(config, 'distill.teacher_workdir'))} "
+                                 f"T={value(config, 'distill.temperature')} "
                                  f"w={value(config, 'distill.weight')}")),
 )
 BY_NAME = {method.name: method for method in METHODS}

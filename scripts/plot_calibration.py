@@ -2,20 +2,28 @@
 """Reliability diagrams and confidence histograms of finished runs, in a grid.
 
   python scripts/plot_calibration.py runs/ce runs/ls --out calibration.png
+  python scripts/plot_calibration.py runs/ce_seed0 runs/ce_seed1 --min-count 50
 
 Reads `<workdir>/results.json` (its `reliability` bins, Guo et al. 2017: 15 equal-width bins of
 top-1 confidence on the test split) and draws, for each run, the accuracy of each confidence bin
 against the diagonal of perfect calibration, with the fraction of examples per bin underneath;
-the temperature-scaled bins are drawn as an outline. Label smoothing pulls the bars left
+the temperature-scaled bins are drawn as a step line. Label smoothing pulls the bars left
 (lower confidence), as in Müller et al. 2019, Fig. 3.
 
 Reading it at a glance:
-- each title names the method and the config fields that differ between the runs shown
-  (`LS 0.1, seed 1`);
+- each title names the run: its workdir's name, then the method (`methods.label`), its seed and
+  the config fields that differ between the runs shown (`LS 0.1, seed 1`), then its metrics;
+- the number above each bar of the histogram is the bin's count of test examples;
+- a bin of fewer than --min-count examples (default 30: the binomial standard error of its
+  accuracy can reach 0.5 / sqrt(30) = 0.09) is too small to judge: it is grey and hatched, and
+  the temperature-scaled line is broken at each of its own bins that is that small, instead of
+  jumping to the 0 or 1 of a bin of one or two examples;
 - a bar's opacity is the share of examples in its bin relative to the fullest bin, so a bin of 2
   examples is a faint outline, not a full bar;
 - up to 3 runs per row; all panels share their axes, and the histograms share one y-scale;
 - one legend, below the grid, where it covers no bar.
+
+Flags: --out FILE (default calibration.png); --min-count N (default 30; 0 judges every bin).
 """
 import argparse
 import json
@@ -31,6 +39,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from ls_jax.experiments import plots  # pylint: disable=g-import-not-at-top
 from ls_jax.experiments import runs as runs_lib  # pylint: disable=g-import-not-at-top
 from ls_jax.trainer import methods  # pylint: disable=g-import-not-at-top
 
@@ -50,39 +59,31 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
 
 
 def run_label(config: dict[str, Any], fields: list[str]) -> str:
-  """The method, then each differing field that the method name does not already show."""
+  """The method and the seed, then each differing field that these do not already show."""
   flat = runs_lib.resolved(config)
-  extra = [f"{name} {flat.get(name)}" for name in fields if name not in LABELLED_FIELDS]
-  return ", ".join([methods.label(config), *extra])
+  extra = [f"{name} {flat.get(name)}" for name in fields
+           if name not in LABELLED_FIELDS and name != "seed"]
+  return ", ".join([methods.label(config), f"seed {flat.get('seed')}", *extra])
 
 
-def _accuracies(bins: dict[str, Any]) -> np.ndarray:
-  return np.asarray([np.nan if a is None else a for a in bins["accuracy"]], float)
-
-
-def draw(axes_top, axes_bottom, results: dict[str, Any], label: str) -> None:
-  bins = results["reliability"]
-  edges = np.asarray(bins["edges"])
-  width = np.diff(edges)
-  counts = np.asarray(bins["count"], float)
-  # Opacity ∝ examples in the bin, relative to the fullest bin; the edge keeps the height readable.
-  alpha = np.maximum(counts / counts.max(), MIN_ALPHA)
-  axes_top.bar(edges[:-1], np.nan_to_num(_accuracies(bins)), width, align="edge",
-               color=[(*BAR_COLOR, a) for a in alpha], edgecolor=BAR_COLOR, linewidth=0.6,
-               label="accuracy per bin (opacity: share of examples)")
-  # Empty bins stay NaN: gaps in the outline, not drops to zero.
-  axes_top.step(edges[:-1], _accuracies(results["reliability_temperature_scaled"]), where="post",
-                color="#DD8452", label="after temperature scaling")
-  axes_top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+def draw(axes_top, axes_bottom, results: dict[str, Any], label: str,
+         min_count: int = plots.MIN_COUNT) -> dict[str, Any]:
+  """One run's reliability diagram and count histogram; returns what `plots.reliability` drew."""
+  drawn = plots.reliability(axes_top, results["reliability"], counts_ax=axes_bottom,
+                            scaled=results["reliability_temperature_scaled"], min_count=min_count,
+                            color=BAR_COLOR, min_alpha=MIN_ALPHA)
   axes_top.set_title(f"{label}\nacc {results['accuracy']:.3f}  ECE {results['ece']:.3f}  "
                      f"conf {results['mean_confidence']:.3f}  T {results['temperature']:.2f}",
                      fontsize=9)
-  axes_bottom.bar(edges[:-1], counts / counts.sum(), width, align="edge", color="#55A868",
-                  edgecolor="white")
+  return drawn
 
 
-def plot(runs: list[dict[str, Any]]) -> plt.Figure:
-  """One reliability diagram over one confidence histogram per run, up to 3 runs per row."""
+def plot(runs: list[dict[str, Any]], names: list[str] | None = None,
+         min_count: int = plots.MIN_COUNT) -> plt.Figure:
+  """One reliability diagram over one count histogram per run, up to 3 runs per row.
+
+  `names` (the runs' workdir names) open the titles; `min_count` is the smallest bin judged.
+  """
   columns = min(len(runs), MAX_COLUMNS)
   rows = math.ceil(len(runs) / columns)
   figure = plt.figure(figsize=(3.6 * columns, 4.6 * rows + 0.4), layout="constrained")
@@ -94,13 +95,15 @@ def plot(runs: list[dict[str, Any]]) -> plt.Figure:
     inner = outer[row, column].subgridspec(2, 1, height_ratios=[3, 1])
     reliability = figure.add_subplot(inner[0], sharex=first_reliability, sharey=first_reliability)
     histogram = figure.add_subplot(inner[1], sharex=reliability, sharey=first_histogram)
-    first_reliability, first_histogram = first_reliability or reliability, first_histogram or histogram
-    draw(reliability, histogram, results, run_label(results["config"], fields))
+    first_reliability = first_reliability or reliability
+    first_histogram = first_histogram or histogram
+    label = run_label(results["config"], fields)
+    draw(reliability, histogram, results, f"{names[index]}\n{label}" if names else label, min_count)
     reliability.tick_params(labelbottom=False)
     histogram.set_xlabel("top-1 confidence")
     if column == 0:
       reliability.set_ylabel("accuracy")
-      histogram.set_ylabel("fraction of\nexamples")
+      histogram.set_ylabel(plots.COUNTS_YLABEL, fontsize=9)
     else:
       reliability.tick_params(labelleft=False)
       histogram.tick_params(labelleft=False)
@@ -114,9 +117,13 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("workdirs", nargs="+", type=pathlib.Path)
   parser.add_argument("--out", default="calibration.png")
+  parser.add_argument("--min-count", type=int, default=plots.MIN_COUNT,
+                      help="bins of fewer test examples are greyed and break the lines "
+                      f"(default {plots.MIN_COUNT})")
   args = parser.parse_args()
   runs = [json.loads((w / "results.json").read_text()) for w in args.workdirs]
-  plot(runs).savefig(args.out, dpi=120)
+  names = [w.resolve().name for w in args.workdirs]
+  plot(runs, names, args.min_count).savefig(args.out, dpi=120)
   print(f"wrote {args.out}")
 
 

@@ -86,32 +86,35 @@ MIN_ALPHA = 0.15  # An almost empty bin stays visible.
 
 
 def plot(figures: dict[str, Any]) -> dict[str, Any]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  """Each method's column: its pooled reliability diagram without TS on top, with TS below, each
+  over its bins' counts; a bin of fewer than `plots.MIN_COUNT` pooled examples is grey and hatched
+  and carries no point (the rule of scripts/plot_calibration.py, from the same helper)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from ls_jax.experiments import plots  # pylint: disable=g-import-not-at-top
   diagrams = figures["reliability"]
   names = list(diagrams)
   columns = len(names) // 2
-  figure, axes = plt.subplots(2, columns, figsize=(3.1 * columns, 6.2), sharex=True, sharey=True,
-                              layout="constrained", squeeze=False)
+  figure = plt.figure(figsize=(3.1 * columns, 8.4), layout="constrained")
+  outer = figure.add_gridspec(2, columns)
+  first = first_counts = None
   for i, name in enumerate(names):
-    ax = axes[i % 2, i // 2]  # Each method's column: without TS on top, with TS below.
-    d = diagrams[name]
-    edges, width = d["edges"], np.diff(d["edges"])
-    filled = d["count"] > 0
-    # Opacity: the bin's share of examples relative to the fullest bin, so a bin of 2 is faint.
-    share = np.maximum(d["count"][filled] / d["count"].max(), MIN_ALPHA)
-    colors = [(*matplotlib.colors.to_rgb("C0"), alpha) for alpha in share]
-    ax.bar(edges[:-1][filled], d["accuracy"][filled], width=width[filled], align="edge",
-           color=colors, edgecolor="k", lw=0.4, label="accuracy of the bin (opacity: its size)")
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.plot(d["mean_confidence"][filled], d["accuracy"][filled], "C3.", ms=4,
-            label="(mean confidence, accuracy)")
+    row, column = i % 2, i // 2  # Without TS on top, with TS below.
+    inner = outer[row, column].subgridspec(2, 1, height_ratios=[3, 1])
+    ax = figure.add_subplot(inner[0], sharex=first, sharey=first)
+    counts_ax = figure.add_subplot(inner[1], sharex=ax, sharey=first_counts)
+    first, first_counts = first or ax, first_counts or counts_ax
+    plots.reliability(ax, diagrams[name], counts_ax=counts_ax, points=True, min_alpha=MIN_ALPHA)
     ax.set_title(name, fontsize=10)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-  for ax in axes[-1]:
-    ax.set_xlabel("confidence (15 bins)")
-  for ax in axes[:, 0]:
-    ax.set_ylabel("accuracy")
-  axes[0, 0].legend(fontsize=7, loc="upper left")
+    ax.tick_params(labelbottom=False)
+    counts_ax.set_xlabel("confidence (15 bins)")
+    if column == 0:
+      ax.set_ylabel("accuracy")
+      counts_ax.set_ylabel(plots.COUNTS_YLABEL, fontsize=9)
+    else:
+      ax.tick_params(labelleft=False)
+      counts_ax.tick_params(labelleft=False)
+  first.set(xlim=(0, 1), ylim=(0, 1))
+  handles, labels = first.get_legend_handles_labels()
+  figure.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False,
+                ncol=min(len(handles), max(2, columns)))
   return {"reliability": figure}

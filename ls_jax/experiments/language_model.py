@@ -1,6 +1,6 @@
 """Language model: next-token CE against label smoothing, seed by seed.
 
-Sweep: configs/sweeps/lm.py (configs/lm_pydoc.py at a = 0 and 0.1, 3 seeds). Per-token test
+Sweep: configs/sweeps/lm.py (configs/lm_pydoc.py at a = 0 and 0.1, 10 seeds). Per-token test
 accuracy, perplexity, NLL, ECE, mean confidence and entropy of the next-token distribution (from
 each run's results.json), each LS strength paired with CE by seed, and the reliability diagrams
 pooled over seeds.

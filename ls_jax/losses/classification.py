@@ -76,6 +76,7 @@ def smoothed_cross_entropy(
     label_smoothing: ArrayLike = 0.0,
     *,
     where: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
 ) -> Array:
   r"""Cross-entropy against label-smoothed targets, from integer labels.
 
@@ -109,6 +110,20 @@ def smoothed_cross_entropy(
   Labels outside `[0, K)` give a NaN loss (and NaN gradient) rather than a plausible number; use
   `check_labels` on the host to find them.
 
+  Class weights `w` (PyTorch `CrossEntropyLoss(weight=w, label_smoothing=a)`, `reduction='none'`;
+  `cross_entropy_loss_label_smoothing` in ATen's LossNLL.cpp): each class's term of the smoothed
+  cross-entropy is weighted by that class's weight,
+
+    L = -sum_k w_k * q'(k) * log_softmax(z)(k)
+      = -[(1 - a) * w_y * log p_y + (a / K) * sum_k w_k * log p_k],
+
+  so the smoothing term is weighted by every class's weight, not by the label's. Reduce a batch
+  with `weighted_mean` for PyTorch's `reduction='mean'` (divide by `sum_i w_{y_i}`, not by the
+  number of examples). A class of weight 0 contributes 0 even where its logit is `-inf`. The
+  weighted path is plain `jnp` (autodiff gradient
+  `dL/dz_j = p_j * [(1 - a) w_y + (a/K) sum_k w_k] - (1 - a) w_y [j == y] - (a/K) w_j`);
+  `class_weights=None` leaves the unweighted path above exactly as it is.
+
   Args:
     logits: floating `[..., K]` unnormalized log-probabilities (bfloat16/float16 are upcast).
     labels: integer `[...]` class indices, shape `logits.shape[:-1]`.
@@ -116,12 +131,15 @@ def smoothed_cross_entropy(
       number or (traced) array; a traced value is not range-checked.
     where: optional boolean `[...]`; where False the loss and its gradient are 0, even if those
       logits are NaN or infinite.
+    class_weights: optional `[K]` non-negative class weights `w` (PyTorch's `weight`); concrete
+      NumPy/Python values are checked, traced ones are not.
 
   Returns:
     float32 `[...]` per-example losses (float64 for float64 logits).
 
   Raises:
-    ValueError: on bad shapes or dtypes, or a concrete `label_smoothing` outside `[-1, 1)`.
+    ValueError: on bad shapes or dtypes, a concrete `label_smoothing` outside `[-1, 1)`, or
+      `class_weights` that are not `[K]`, not real, or (concrete) negative or not finite.
   """
   logits, labels, where = _checked_integer_label_inputs(
       "smoothed_cross_entropy", logits, labels, where)
@@ -133,7 +151,118 @@ def smoothed_cross_entropy(
     label_smoothing = None
   else:
     label_smoothing = jnp.asarray(label_smoothing, _compute_dtype(logits))
+  if class_weights is not None:
+    class_weights = _checked_class_weights(
+        "smoothed_cross_entropy", class_weights, logits.shape[-1])
+    return _weighted_cross_entropy(logits, labels, label_smoothing, class_weights, where)
   return _integer_label_cross_entropy(logits, labels, label_smoothing, where)
+
+
+def weighted_mean(
+    per_example: ArrayLike,
+    labels: ArrayLike,
+    class_weights: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+) -> Array:
+  r"""The class-weighted mean of per-example losses: PyTorch's `reduction='mean'` with weights.
+
+    mean = sum_i m_i * L_i / sum_i m_i * w_{y_i},   m_i = where_i (1 when `where` is None).
+
+  This is how PyTorch's `CrossEntropyLoss(weight=w, reduction='mean')` (and `NLLLoss`) reduce,
+  label smoothing included: the denominator is the total weight of the examples' labels, not their
+  number. Pass the `smoothed_cross_entropy(..., class_weights=w)` losses. Masked examples (`where`
+  False, PyTorch's `ignore_index`) count in neither sum, whatever their loss (NaN included) and
+  label (any integer, e.g. a padding value such as -100); their gradient is 0.
+
+  When the denominator is 0 (every example masked, or only zero-weight labels) the result is 0
+  with a 0 gradient, where PyTorch returns NaN: an all-padding batch then does not poison training.
+
+  Args:
+    per_example: floating `[...]` per-example losses (for example weighted smoothed CE).
+    labels: integer `[...]` class indices, the shape of `per_example`.
+    class_weights: `[K]` class weights `w`, the ones the losses were computed with.
+    where: optional boolean `[...]`; False excludes an example.
+
+  Returns:
+    A float32 scalar (float64 for float64 losses). Unmasked labels outside `[0, K)` give NaN.
+
+  Raises:
+    ValueError: on bad shapes or dtypes, or concrete class weights that are negative or not
+      finite.
+  """
+  function = "weighted_mean"
+  per_example = jnp.asarray(per_example)
+  if not jnp.issubdtype(per_example.dtype, jnp.floating):
+    raise ValueError(
+        f"{function}: per_example must be floating point, got dtype {per_example.dtype}.")
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"{function}: labels must be integers, got dtype {labels.dtype}.")
+  if labels.shape != per_example.shape:
+    raise ValueError(
+        f"{function}: labels must have the shape of per_example {per_example.shape}, got "
+        f"{labels.shape}.")
+  if np.ndim(class_weights) != 1:
+    raise ValueError(
+        f"{function}: class_weights must be a [K] vector, got shape {np.shape(class_weights)}.")
+  num_classes = np.shape(class_weights)[0]
+  class_weights = _checked_class_weights(function, class_weights, num_classes)
+  where = _checked_where(function, where, per_example.shape)
+  dtype = jnp.promote_types(per_example.dtype, jnp.float32)
+  values = per_example.astype(dtype)
+  labels = labels.astype(jnp.int32) if jnp.iinfo(labels.dtype).bits < 32 else labels
+  label_weight = jnp.take(jnp.asarray(class_weights, dtype), labels, mode="clip")
+  label_weight = _nan_for_invalid_zero_for_masked(label_weight, labels, num_classes, where)
+  if where is not None:  # Select (not multiply): a masked NaN loss must not reach the sum.
+    values = jnp.where(where, values, 0)
+  total_weight = jnp.sum(label_weight)
+  positive = total_weight != 0
+  # Double where: dividing by a 0 total and discarding the result would still give NaN gradients.
+  return jnp.where(positive, jnp.sum(values) / jnp.where(positive, total_weight, 1), 0)
+
+
+def _checked_class_weights(function: str, class_weights: ArrayLike, num_classes: int) -> Array:
+  """`[K]` real class weights; concrete NumPy/Python ones must be finite and `>= 0`."""
+  shape = np.shape(class_weights)
+  if shape != (num_classes,):
+    raise ValueError(
+        f"{function}: class_weights must have shape (K,) = ({num_classes},), got {shape}.")
+  dtype = jnp.result_type(class_weights)
+  if dtype == jnp.bool_ or not (jnp.issubdtype(dtype, jnp.integer)
+                                or jnp.issubdtype(dtype, jnp.floating)):
+    raise ValueError(f"{function}: class_weights must be real numbers, got dtype {dtype}.")
+  if isinstance(class_weights, (np.ndarray, np.generic, list, tuple)):
+    values = np.asarray(class_weights, np.float64)
+    bad = ~((values >= 0) & np.isfinite(values))  # NaN fails `>= 0`.
+    if bad.any():
+      index = int(np.argmax(bad))
+      raise ValueError(
+          f"{function}: class_weights must be finite and >= 0, got {values[index]} for class "
+          f"{index}.")
+  return jnp.asarray(class_weights)
+
+
+def _weighted_cross_entropy(
+    logits: Array, labels: Array, label_smoothing: Array | None, class_weights: Array,
+    where: Array | None) -> Array:
+  """`-[(1 - a) w_y log p_y + (a/K) sum_k w_k log p_k]` in plain jnp (autodiff gradients)."""
+  dtype = _compute_dtype(logits)
+  z = logits.astype(dtype)
+  num_classes = z.shape[-1]
+  # Adding NaN (not selecting it) poisons the gradient of a row with an invalid label as well.
+  z = z + jnp.where((labels >= 0) & (labels < num_classes), 0, jnp.nan)[..., None]
+  if where is not None:  # Double where: masked rows must not leak NaN into the gradient.
+    z = jnp.where(where[..., None], z, 0)
+  weights = class_weights.astype(dtype)
+  log_probs = jax.nn.log_softmax(z, axis=-1)
+  # A class of weight 0 contributes 0, even with a -inf logit (IEEE 0 * -inf would be NaN).
+  weighted_log_probs = jnp.where(weights == 0, 0, weights * log_probs)
+  loss = -_label_logit(weighted_log_probs, labels)
+  if label_smoothing is not None:
+    loss = (1 - label_smoothing) * loss - label_smoothing / num_classes * jnp.sum(
+        weighted_log_probs, axis=-1)
+  return _nan_for_invalid_zero_for_masked(loss, labels, num_classes, where)
 
 
 def soft_cross_entropy(

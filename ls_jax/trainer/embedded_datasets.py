@@ -8,12 +8,25 @@
 * `pydoc_text`: English text for next-token language models, the Python Language Reference's
   topics that ship with every CPython in `pydoc_data.topics` (PSF licence), tokenized by words
   (`ls_jax.trainer.tokenizer`) and cut into windows; the vocabulary is stored with the dataset.
+* `binary_synthetic`: a binary task whose true P(y = 1 | x) is stored with every example
+  (`true_prob`), with a known region of ambiguous examples (`ambiguous`, true probability in
+  [0.4, 0.6]); configs `amb30` (the default), `amb0`, `amb50` set the share of that region. See
+  `BinarySynthetic` for the formula.
+* `breast_cancer`: scikit-learn's Wisconsin diagnostic breast-cancer set (569 tumours, 30
+  features), label 1 = malignant; stratified 80/20 split, features standardized with the
+  training split's statistics. See `BreastCancer`.
+
+`split_features(name, split)` reads every stored feature of a split (`true_prob` and `ambiguous`
+too, which `input_pipeline.load_dataset` does not keep) in the order that the pipeline and its
+`eval_batches` use.
 
 Importing this module registers the builders with TFDS. They are written once, as `array_record`
 files, under the data_dir (by default `~/.cache/ls_jax/tfds`), and read back with
 `tfds.data_source` like any prepared TFDS dataset.
 """
+import dataclasses
 import re
+from typing import Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -147,4 +160,242 @@ def pydoc_words() -> list[str]:
   return words
 
 
-EMBEDDED_BUILDERS = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits, "pydoc_text": PydocText}
+# ------------------------------------------------------------------------------------------------
+# Binary tasks.
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticParameters:
+  """The fixed score function of `binary_synthetic` (see `BinarySynthetic`)."""
+  w1: np.ndarray  # [DIM, HIDDEN]
+  b1: np.ndarray  # [HIDDEN]
+  w2: np.ndarray  # [HIDDEN]
+  u: np.ndarray  # [DIM], unit norm: the linear direction of the score.
+  v: np.ndarray  # [DIM], unit norm, orthogonal to u: the direction that gates the ambiguous region.
+
+
+class BinarySyntheticConfig(tfds.core.BuilderConfig):
+  """A `binary_synthetic` variant: the share of the distribution in the ambiguous region."""
+
+  def __init__(self, *, ambiguous_fraction: float, **kwargs):
+    super().__init__(**kwargs)
+    self.ambiguous_fraction = ambiguous_fraction
+
+
+class BinarySynthetic(tfds.core.GeneratorBasedBuilder):
+  """Binary task with a known P(y = 1 | x) and a controlled share of ambiguous examples.
+
+  Inputs `x ~ N(0, I_16)`. With fixed parameters drawn once from `default_rng(PARAMETER_SEED)`
+  (`synthetic_parameters()`: a 16-32-1 tanh net `w1, b1, w2` with N(0, 1/fan_in) weights and
+  N(0, 0.25) biases, and two orthogonal unit directions `u`, `v`):
+
+    r(x) = 1.5 u.x + 5 w2.tanh(x w1 + b1)                 (the raw score, std ~2.5)
+    ambiguous(x) = v.x > q,  q = Phi^-1(1 - ambiguous_fraction)   (a half-space, v.x ~ N(0, 1))
+    s(x) = 0.4 tanh(r(x))  if ambiguous(x)  else  r(x) - 3
+    true_prob(x) = P(y = 1 | x) = sigmoid(s(x)),   y ~ Bernoulli(true_prob(x)).
+
+  So every example of the ambiguous region has `true_prob` in [0.401, 0.599] (it still varies
+  with x there; mean 0.48, as r leans negative), P(y | x) is a function of x alone (the region is a half-space a
+  model can learn), and the region's expected share is
+  `ambiguous_fraction`; outside it the bias -3 gives a realistic minority of positives and a wide
+  spread of probabilities (mean |p - 0.5| ~ 0.37), some of them near 0.5 too (7-9% of the
+  examples outside the region have p in [0.4, 0.6]). Configs, with the expected positive rate
+  and the Bayes accuracy E[max(p, 1 - p)] (from 200k draws):
+
+    amb30 (default): ambiguous_fraction 0.3, positives ~29.6%, Bayes accuracy ~0.78
+    amb0:            ambiguous_fraction 0,   positives ~18.9%, Bayes accuracy ~0.88
+    amb50:           ambiguous_fraction 0.5, positives ~36.2%, Bayes accuracy ~0.72
+
+  Splits: `train` 10000 and `test` 5000 examples, drawn independently from
+  `default_rng([DATA_SEED, 1])` and `default_rng([DATA_SEED, 2])` (x first, then one uniform per
+  label, `y = uniform < true_prob`); the dataset is the same on every machine and in every run
+  (training seeds vary the model and the data order, not the data). The records are stored in
+  generation order (`disable_shuffling`), so `train[90%:]` is the last 1000 draws, as iid as the
+  rest. Features: `image` (float32 [16], x), `label` (0/1), `true_prob` (float32),
+  `ambiguous` (bool), `index` (int64, position in the split's generation order).
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      BinarySyntheticConfig(name="amb30", ambiguous_fraction=0.3,
+                            description="30% of the distribution in the ambiguous region"),
+      BinarySyntheticConfig(name="amb0", ambiguous_fraction=0.0,
+                            description="no ambiguous region"),
+      BinarySyntheticConfig(name="amb50", ambiguous_fraction=0.5,
+                            description="50% of the distribution in the ambiguous region"),
+  ]
+  DIM, HIDDEN = 16, 32
+  LINEAR_SCALE, NET_SCALE, BIAS, AMBIGUOUS_SCALE = 1.5, 5.0, -3.0, 0.4
+  PARAMETER_SEED, DATA_SEED = 20240515, 20240516
+  SPLIT_SIZES = {"train": 10_000, "test": 5_000}
+  SPLIT_STREAMS = {"train": 1, "test": 2}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Synthetic binary task with known P(y=1|x) (true_prob) and an ambiguous "
+                    f"region (ambiguous); ambiguous_fraction={self.builder_config.ambiguous_fraction}.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(self.DIM,), dtype=np.float32),
+            "label": tfds.features.ClassLabel(names=["negative", "positive"]),
+            "true_prob": tfds.features.Tensor(shape=(), dtype=np.float32),
+            "ambiguous": tfds.features.Tensor(shape=(), dtype=np.bool_),
+            "index": tfds.features.Tensor(shape=(), dtype=np.int64),
+        }),
+        supervised_keys=("image", "label"),
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Generated locally: nothing to download.
+    fraction = self.builder_config.ambiguous_fraction
+    return {split: self._generate_examples(synthetic_split(split, fraction))
+            for split in self.SPLIT_SIZES}
+
+  def _generate_examples(self, data: dict[str, np.ndarray]):
+    for i in range(len(data["label"])):
+      yield i, {"image": data["image"][i], "label": int(data["label"][i]),
+                "true_prob": data["true_prob"][i], "ambiguous": bool(data["ambiguous"][i]),
+                "index": i}
+
+
+def synthetic_parameters() -> SyntheticParameters:
+  """The fixed parameters of `BinarySynthetic`'s score, from `default_rng(PARAMETER_SEED)`."""
+  b = BinarySynthetic
+  rng = np.random.default_rng(b.PARAMETER_SEED)
+  w1 = rng.normal(size=(b.DIM, b.HIDDEN)) / np.sqrt(b.DIM)
+  b1 = rng.normal(size=b.HIDDEN) * 0.5
+  w2 = rng.normal(size=b.HIDDEN) / np.sqrt(b.HIDDEN)
+  u = rng.normal(size=b.DIM)
+  u /= np.linalg.norm(u)
+  v = rng.normal(size=b.DIM)
+  v -= (v @ u) * u
+  v /= np.linalg.norm(v)
+  return SyntheticParameters(w1, b1, w2, u, v)
+
+
+def synthetic_probability(x: np.ndarray, ambiguous_fraction: float
+                          ) -> tuple[np.ndarray, np.ndarray]:
+  """`(true_prob, ambiguous)` of `BinarySynthetic` for inputs `x` [n, 16], in float64."""
+  from scipy.special import expit, ndtri  # pylint: disable=g-import-not-at-top
+  if not 0 <= ambiguous_fraction <= 1:
+    raise ValueError(f"ambiguous_fraction must be in [0, 1], got {ambiguous_fraction}")
+  b, params = BinarySynthetic, synthetic_parameters()
+  x = np.asarray(x, np.float64)
+  raw = b.LINEAR_SCALE * (x @ params.u) + b.NET_SCALE * (np.tanh(x @ params.w1 + params.b1)
+                                                         @ params.w2)
+  threshold = ndtri(1 - ambiguous_fraction) if ambiguous_fraction > 0 else np.inf
+  ambiguous = x @ params.v > threshold
+  score = np.where(ambiguous, b.AMBIGUOUS_SCALE * np.tanh(raw), raw + b.BIAS)
+  return expit(score), ambiguous
+
+
+def synthetic_split(split: str, ambiguous_fraction: float) -> dict[str, np.ndarray]:
+  """The examples of a `BinarySynthetic` split, in order, straight from the generator."""
+  b = BinarySynthetic
+  rng = np.random.default_rng([b.DATA_SEED, b.SPLIT_STREAMS[split]])
+  size = b.SPLIT_SIZES[split]
+  x = rng.normal(size=(size, b.DIM))
+  true_prob, ambiguous = synthetic_probability(x, ambiguous_fraction)
+  labels = (rng.random(size) < true_prob).astype(np.int64)
+  return {"image": x.astype(np.float32), "label": labels,
+          "true_prob": true_prob.astype(np.float32), "ambiguous": ambiguous,
+          "index": np.arange(size, dtype=np.int64)}
+
+
+class BreastCancer(tfds.core.GeneratorBasedBuilder):
+  """scikit-learn's Wisconsin diagnostic breast-cancer set, malignant = 1.
+
+  569 tumours, 30 real-valued features of cell nuclei (`load_breast_cancer`, UCI WDBC).
+  scikit-learn codes malignant as 0 and benign as 1; here `label = 1 - target`, so the positive
+  class is malignant: 212 of 569 (37.3%). Split stratified by class with `default_rng(0)`:
+  the first 20% (rounded) of a permutation of each class is `test`: 113 examples (42 malignant,
+  37.2%), the other 456 (170 malignant, 37.3%) `train`, each split then shuffled with the same generator and
+  stored in that order (`disable_shuffling`). Features are standardized with the mean and
+  standard deviation of the whole `train` split (the 10% held out by `train[90%:]` included:
+  their features, never their labels), stored as float32 `image` [30]; `index` is the row in
+  `load_breast_cancer()`.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  TEST_FRACTION = 0.2
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="scikit-learn breast cancer (WDBC): 30 standardized features, "
+                    "label 1 = malignant, stratified 80/20 split.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(30,), dtype=np.float32),
+            "label": tfds.features.ClassLabel(names=["benign", "malignant"]),
+            "index": tfds.features.Tensor(shape=(), dtype=np.int64),
+        }),
+        supervised_keys=("image", "label"),
+        disable_shuffling=True,
+        homepage="https://archive.ics.uci.edu/dataset/17/breast+cancer+wisconsin+diagnostic",
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    data = breast_cancer_arrays()
+    return {split: self._generate_examples(arrays) for split, arrays in data.items()}
+
+  def _generate_examples(self, data: dict[str, np.ndarray]):
+    for i in range(len(data["label"])):
+      yield i, {"image": data["image"][i], "label": int(data["label"][i]),
+                "index": int(data["index"][i])}
+
+
+def breast_cancer_arrays() -> dict[str, dict[str, np.ndarray]]:
+  """The `train` and `test` splits of `BreastCancer`, in stored order, from scikit-learn."""
+  from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
+  raw = load_breast_cancer()
+  labels = 1 - raw.target.astype(np.int64)  # scikit-learn: 0 = malignant.
+  rng = np.random.default_rng(0)
+  test = []
+  for label in (0, 1):
+    members = rng.permutation(np.flatnonzero(labels == label))
+    test.append(members[:int(round(BreastCancer.TEST_FRACTION * len(members)))])
+  test = np.concatenate(test)
+  train = np.setdiff1d(np.arange(len(labels)), test)
+  order = {"train": rng.permutation(train), "test": rng.permutation(test)}
+  mean = raw.data[train].mean(axis=0)
+  std = raw.data[train].std(axis=0)
+  return {split: {"image": ((raw.data[rows] - mean) / std).astype(np.float32),
+                  "label": labels[rows], "index": rows.astype(np.int64)}
+          for split, rows in order.items()}
+
+
+EMBEDDED_BUILDERS = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits, "pydoc_text": PydocText,
+                     "binary_synthetic": BinarySynthetic, "breast_cancer": BreastCancer}
+
+
+def is_embedded(name: str) -> bool:
+  """Whether `name` (optionally `name/config`) is one of `EMBEDDED_BUILDERS`."""
+  return name.split("/")[0].split(":")[0] in EMBEDDED_BUILDERS
+
+
+def split_features(name: str, split: str, data_dir: Optional[str] = None
+                   ) -> dict[str, np.ndarray]:
+  """Every stored feature of `split` of dataset `name`, stacked, in the split's stored order.
+
+  The order is the one `input_pipeline.load_dataset` gives its `Split`s and `eval_batches`
+  walks, slices included: `split_features("binary_synthetic", "train[90%:]")["true_prob"][i]`
+  belongs to example `i` of the validation split of a config with
+  `validation_split="train[90%:]"`. An embedded dataset is built first if needed; `data_dir`
+  defaults to the pipeline's (`~/.cache/ls_jax/tfds`). Language-model and image datasets work
+  too, but hold their whole split in memory here.
+  """
+  from ls_jax.trainer import input_pipeline  # pylint: disable=g-import-not-at-top
+  embedded = is_embedded(name)
+  if data_dir is None and embedded:
+    data_dir = str(input_pipeline.DEFAULT_EMBEDDED_DATA_DIR)
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  if embedded:
+    input_pipeline._prepare_embedded(builder)  # pylint: disable=protected-access
+  source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            builder_kwargs={"file_format": "array_record"})
+  records = [source[i] for i in range(len(source))]
+  features = builder.info.features
+  return {key: np.asarray([r[key] for r in records], features[key].np_dtype).reshape(
+      (len(records), *features[key].shape)) for key in features}

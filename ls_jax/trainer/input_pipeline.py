@@ -178,13 +178,14 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
   from ls_jax.trainer import embedded_datasets  # pylint: disable=g-import-not-at-top  # Registers builders.
 
   name = data_config.name
-  embedded = name in embedded_datasets.EMBEDDED_BUILDERS
+  embedded = embedded_datasets.is_embedded(name)
   data_dir = data_config.data_dir or (str(DEFAULT_EMBEDDED_DATA_DIR) if embedded else None)
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except Exception as e:  # TFDS raises several types for unknown names.
     raise UserError(f"unknown dataset {name!r} ({type(e).__name__}); names are TFDS names such "
-                    "as mnist, cifar10, imagenet2012, or mnist1d / sklearn_digits") from None
+                    "as mnist, cifar10, imagenet2012, or the embedded "
+                    f"{' / '.join(embedded_datasets.EMBEDDED_BUILDERS)}") from None
   if embedded:
     _prepare_embedded(builder)
   # TFDS logs a warning for a missing version folder before we can say so in one line.
@@ -212,7 +213,9 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
   else:
     # A ClassLabel knows its class count; a plain integer label is range-checked when loaded.
     dataset_classes = getattr(features["label"], "num_classes", None)
-  if dataset_classes is not None and dataset_classes != num_classes:
+  # num_classes=1: a binary task with one logit (P(y = 1)); its labels are the classes 0 and 1.
+  label_classes = 2 if num_classes == 1 else num_classes
+  if dataset_classes is not None and dataset_classes != label_classes:
     raise UserError(f"config.num_classes={num_classes} but dataset {name!r} has "
                     f"{dataset_classes} classes")
 
@@ -241,7 +244,7 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
       images = np.stack([r["image"] for r in records])
       labels = np.asarray([r["label"] for r in records], np.int64)
     try:
-      losses.check_labels(labels, num_classes)
+      losses.check_labels(labels, label_classes)
     except ValueError as e:
       raise UserError(f"dataset {name!r}, split {split_name!r}: {e}") from None
     return Split(split_name, labels=labels.astype(np.int32), images=images.astype(
@@ -268,7 +271,7 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                       "(data.in_memory=True)")
     inject = (noise.symmetric_label_noise if data_config.label_noise.kind == "symmetric"
               else noise.asymmetric_label_noise)
-    noise_report = inject(train.labels, num_classes, data_config.label_noise.rate, seed=seed)
+    noise_report = inject(train.labels, label_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report, vocabulary)
 

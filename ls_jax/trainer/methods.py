@@ -49,6 +49,9 @@ class Method:
   language_models: bool = False  # Whether the next-token loss (`losses.fused`) accepts it.
   # LOSS: (logits, labels, config, teacher_logits) -> per-example loss.
   loss: Optional[Callable[..., jax.Array]] = None
+  # Its form for a binary task (one sigmoid output, `num_classes = 1`): (logits [N], labels [N],
+  # config) -> per-example loss. None: the method does not apply to binary tasks.
+  binary_loss: Optional[Callable[..., jax.Array]] = None
   # TARGETS: (rng, inputs, labels, config) -> (mixed inputs, soft targets).
   mix: Optional[Callable[..., tuple[jax.Array, jax.Array]]] = None
   # The label's value part: the switch field's value unless the method says otherwise.
@@ -71,6 +74,9 @@ LABEL_SMOOTHING = Method(
              f"must be in [{losses.NEGATIVE_SMOOTHING_MIN:g}, 1) (negative: Wei et al. 2022)"),),
     combines_with=("CP", "Mixup", "CutMix", "KD"), language_models=True,
     loss=lambda logits, labels, config, teacher_logits: losses.smoothed_cross_entropy(
+        logits, labels, config.loss.label_smoothing),
+    # Targets y (1 - a) + a / 2: a = 0.2 gives 0.9 / 0.1 (Keras' BinaryCrossentropy).
+    binary_loss=lambda logits, labels, config: losses.smoothed_binary_cross_entropy(
         logits, labels, config.loss.label_smoothing))
 
 METHODS: tuple[Method, ...] = (
@@ -90,6 +96,8 @@ METHODS: tuple[Method, ...] = (
         library_function=losses.focal_loss,
         checks=(("loss.focal_gamma", lambda g: g >= 0, "must be >= 0"),),
         loss=lambda logits, labels, config, teacher_logits: losses.focal_loss(
+            logits, labels, config.loss.focal_gamma),
+        binary_loss=lambda logits, labels, config: losses.binary_focal_loss(
             logits, labels, config.loss.focal_gamma)),
     Method(
         name="Mixup", field="mixup.alpha", off=0.0, role=TARGETS, library_function=mixing.mixup,
@@ -203,6 +211,12 @@ def per_example_loss(logits: jax.Array, labels: jax.Array, targets: Optional[jax
   return loss_method(config).loss(logits, labels, config, teacher_logits)
 
 
+def per_example_binary_loss(logits: jax.Array, labels: jax.Array,
+                            config: ml_collections.ConfigDict) -> jax.Array:
+  """The training loss of each example of a binary task: the `binary_loss` of `loss_method`."""
+  return loss_method(config).binary_loss(logits, labels, config)
+
+
 def mix_batch(rng: jax.Array, inputs: jax.Array, labels: jax.Array,
               config: ml_collections.ConfigDict) -> tuple[jax.Array, Optional[jax.Array]]:
   """Mixup / CutMix inside the step: (inputs, soft targets), or (inputs, None) without mixing."""
@@ -210,9 +224,10 @@ def mix_batch(rng: jax.Array, inputs: jax.Array, labels: jax.Array,
   return (inputs, None) if method is None else method.mix(rng, inputs, labels, config)
 
 
-def check(config: Config, fail: Callable[[str, str], None], *, language_model: bool) -> None:
-  """Calls `fail(field, requirement)` on the first method value, combination or use by a language
-  model that the table does not allow."""
+def check(config: Config, fail: Callable[[str, str], None], *, language_model: bool,
+          binary: bool = False) -> None:
+  """Calls `fail(field, requirement)` on the first method value, combination, or use by a language
+  model or a binary task, that the table does not allow."""
   for method in METHODS:
     for field, valid, requirement in method.checks:
       if not valid(value(config, field)):
@@ -227,3 +242,6 @@ def check(config: Config, fail: Callable[[str, str], None], *, language_model: b
     if language_model and not method.language_models:
       fail(method.field, f"must be {method.off!r} for a language model ({method.name} does not "
                          "apply to the next-token loss)")
+    if binary and method.binary_loss is None:
+      fail(method.field, f"must be {method.off!r} for a binary task (num_classes=1: "
+                         f"{method.name} has no binary form here)")

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 from scipy import special
 
+from ls_jax import binary_calibration
 from ls_jax import calibration
 from ls_jax import models
 from ls_jax.trainer import input_pipeline
@@ -112,9 +113,89 @@ def _reliability_json(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]
       special.softmax(logits.astype(np.float64), axis=1), labels))
 
 
-Task = Classification | LanguageModel
+class BinaryClassification(Classification):
+  """Labels in {0, 1} and one sigmoid output (`num_classes = 1`): P(y = 1) = sigmoid(logit).
+
+  The loss is the `binary_loss` of the method table (binary LS: targets y (1 - a) + a / 2).
+  Evaluation measures the calibration of P(y = 1) and the ranking (AUROC, average precision;
+  `ls_jax.binary_calibration`), and fits temperature and Platt scaling on validation; the
+  predictions keep the test and validation logits, from which any decision threshold can be
+  evaluated without retraining.
+  """
+  validation_metric_names = ("accuracy", "nll", "ece", "brier", "auroc")
+
+  def loss(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+           labels: jax.Array, targets: None, config: ml_collections.ConfigDict, *,
+           teacher_logits: None, vocab_mesh: None,
+           has_batch_stats: bool) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+    del targets, teacher_logits, vocab_mesh  # Config validation rules out mixing and teachers.
+    if has_batch_stats:
+      logits, updates = model.apply(variables, inputs, train=True, mutable=["batch_stats"])
+    else:
+      logits, updates = model.apply(variables, inputs, train=True), {}
+    logits = logits[..., 0]
+    loss = methods.per_example_binary_loss(logits, labels, config).mean()
+    return loss, (logits, updates.get("batch_stats"))
+
+  def step_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    return {"accuracy": jnp.mean((logits > 0) == (labels == 1)),
+            "mean_confidence": jnp.mean(jax.nn.sigmoid(jnp.abs(logits)))}
+
+  def eval_outputs(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+                   labels: jax.Array, config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    return {"logits": super().eval_outputs(model, variables, inputs, labels, config)["logits"][
+        ..., 0]}
+
+  def split_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    return binary_calibration.binary_calibration_metrics(outputs["logits"], outputs["label"])
+
+  def final_results(self, val_outputs: dict[str, np.ndarray], test_outputs: dict[str, np.ndarray]
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Test metrics of P(y = 1), and the same after temperature and Platt scaling fitted on
+    validation (Guo et al. 2017; Platt 1999)."""
+    val_logits, val_labels = val_outputs["logits"], val_outputs["label"]
+    test_logits, test_labels = test_outputs["logits"], test_outputs["label"]
+    temperature, at_bound = binary_calibration.fit_binary_temperature_checked(val_logits,
+                                                                             val_labels)
+    platt_a, platt_b, platt_at_bound = binary_calibration.fit_platt(val_logits, val_labels)
+    scaled = test_logits / temperature
+    platt = platt_a * test_logits + platt_b  # Platt's sigmoid(a z + b), as a logit.
+    reliability = lambda logits: bins_json(binary_calibration.binary_reliability_bins(
+        special.expit(logits.astype(np.float64)), test_labels))
+    results = {
+        **binary_calibration.binary_calibration_metrics(test_logits, test_labels),
+        "validation": binary_calibration.binary_calibration_metrics(val_logits, val_labels),
+        "temperature": float(temperature),
+        "temperature_at_bound": bool(at_bound),
+        "temperature_scaled": binary_calibration.binary_calibration_metrics(scaled, test_labels),
+        "platt": {"a": float(platt_a), "b": float(platt_b), "at_bound": bool(platt_at_bound)},
+        "platt_scaled": binary_calibration.binary_calibration_metrics(platt, test_labels),
+        "reliability": reliability(test_logits),
+        "reliability_temperature_scaled": reliability(scaled),
+    }
+    predictions = {"val_logits": val_logits, "val_labels": val_labels,
+                   "test_logits": test_logits, "test_labels": test_labels}
+    return results, predictions
+
+  def summary_line(self, results: dict[str, Any], config: ml_collections.ConfigDict, method: str,
+                   workdir: str) -> str:
+    """A README-table row of a binary run: P(y = 1)'s calibration and ranking."""
+    return ("| dataset | model | method | steps | test acc | NLL | ECE | Brier | AUROC | AP | T "
+            "| train s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+            f"| {config.data.name} | {config.model.name} | {method} | {results['steps']} "
+            f"| {results['accuracy']:.4f} | {results['nll']:.4f} | {results['ece']:.4f} "
+            f"| {results['brier']:.4f} | {results['auroc']:.4f} "
+            f"| {results['average_precision']:.4f} | {results['temperature']:.3f}"
+            f"{' (at bound)' if results['temperature_at_bound'] else ''} "
+            f"| {results['train_seconds']:.1f} |\n(full results: {workdir}/results.json)")
+
+
+Task = Classification | BinaryClassification | LanguageModel
 
 
 def task_for(config: ml_collections.ConfigDict) -> Task:
-  """The task `config.model.name` implies."""
-  return LanguageModel() if config.model.name in models.LANGUAGE_MODELS else Classification()
+  """The task `config` implies: a language model by its model, a binary task by its single output
+  (`num_classes = 1`), else classification."""
+  if config.model.name in models.LANGUAGE_MODELS:
+    return LanguageModel()
+  return BinaryClassification() if config.num_classes == 1 else Classification()

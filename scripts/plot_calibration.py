@@ -66,15 +66,21 @@ def run_label(config: dict[str, Any], fields: list[str]) -> str:
   return ", ".join([methods.label(config), f"seed {flat.get('seed')}", *extra])
 
 
+def _binary(results: dict[str, Any]) -> bool:
+  return methods.value(results["config"], "num_classes") == 1
+
+
 def draw(axes_top, axes_bottom, results: dict[str, Any], label: str,
          min_count: int = plots.MIN_COUNT) -> dict[str, Any]:
   """One run's reliability diagram and count histogram; returns what `plots.reliability` drew."""
   drawn = plots.reliability(axes_top, results["reliability"], counts_ax=axes_bottom,
                             scaled=results["reliability_temperature_scaled"], min_count=min_count,
                             color=BAR_COLOR, min_alpha=MIN_ALPHA)
+  # A binary run's bins are of P(y = 1) against the frequency of y = 1 (`binary_calibration`).
+  mean = (f"P(y=1) {results['mean_probability']:.3f}" if _binary(results)
+          else f"conf {results['mean_confidence']:.3f}")
   axes_top.set_title(f"{label}\nacc {results['accuracy']:.3f}  ECE {results['ece']:.3f}  "
-                     f"conf {results['mean_confidence']:.3f}  T {results['temperature']:.2f}",
-                     fontsize=9)
+                     f"{mean}  T {results['temperature']:.2f}", fontsize=9)
   return drawn
 
 
@@ -100,9 +106,9 @@ def plot(runs: list[dict[str, Any]], names: list[str] | None = None,
     label = run_label(results["config"], fields)
     draw(reliability, histogram, results, f"{names[index]}\n{label}" if names else label, min_count)
     reliability.tick_params(labelbottom=False)
-    histogram.set_xlabel("top-1 confidence")
+    histogram.set_xlabel("predicted P(y = 1)" if _binary(results) else "top-1 confidence")
     if column == 0:
-      reliability.set_ylabel("accuracy")
+      reliability.set_ylabel("frequency of y = 1" if _binary(results) else "accuracy")
       histogram.set_ylabel(plots.COUNTS_YLABEL, fontsize=9)
     else:
       reliability.tick_params(labelleft=False)

@@ -10,7 +10,6 @@ the analytic gradient `sigma(z) - t`, finite differences (`check_grads`, float64
 import jax
 import jax.numpy as jnp
 from jax.test_util import check_grads
-import ml_dtypes
 import numpy as np
 import optax
 import pytest

@@ -1,14 +1,13 @@
 """The binary task (`num_classes = 1`): the trainer's loop, evaluation and config checks on it."""
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn import metrics
 
 from configs import binary_synthetic
-from ls_jax.trainer import config_checks, default_config, methods, train
+from ls_jax.trainer import config_checks, default_config, methods, tasks, train
 from ls_jax.trainer.errors import UserError
 
 
@@ -43,8 +42,20 @@ def test_results_are_the_metrics_of_the_saved_test_logits(finished_run):
   # Temperature scaling divides the logits by the T fitted on validation.
   scaled = results["temperature_scaled"]
   assert scaled["auroc"] == pytest.approx(results["auroc"], abs=1e-12)  # A monotone map.
-  assert json.loads((workdir / "results.json").read_text())["platt"].keys() == {"a", "b",
-                                                                              "at_bound"}
+  platt = json.loads((workdir / "results.json").read_text())["platt"]
+  assert platt.keys() == {"a", "b", "at_bound", "smoothed_targets"}
+  np.testing.assert_allclose(results["platt_scaled"]["auroc"], results["auroc"], atol=1e-12)
+
+
+def test_one_class_validation_still_fits_platt_with_its_smoothed_targets():
+  task = tasks.BinaryClassification()
+  rng = np.random.default_rng(0)
+  test = {"logits": rng.normal(size=200).astype(np.float32),
+          "label": rng.integers(0, 2, size=200)}
+  val = {"logits": rng.normal(size=30).astype(np.float32), "label": np.zeros(30, np.int64)}
+  results, _ = task.final_results(val, test)
+  assert results["platt"]["smoothed_targets"] and np.isfinite(results["platt"]["b"])
+  assert np.isnan(results["validation"]["auroc"])  # One class: no ranking to measure.
 
 
 @pytest.mark.parametrize("label_smoothing,gamma", [(0.0, 0.0), (0.2, 0.0), (0.0, 2.0)])

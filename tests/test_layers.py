@@ -178,11 +178,13 @@ def test_trainer_loads_no_experiments():
 
 # --- Old module names. ---
 
+@pytest.mark.parametrize("form", ["from ls_jax import {name}", "import ls_jax.{name}",
+                                  "from ls_jax.{name} import anything"])
 @pytest.mark.parametrize("name", sorted(ls_jax._MOVED))  # pylint: disable=protected-access
-def test_old_module_names_fail_with_one_line_naming_the_new_place(name):
+def test_old_module_names_fail_with_one_line_naming_the_new_place(name, form):
   new_places = ls_jax._MOVED[name]  # pylint: disable=protected-access
   with pytest.raises(ImportError) as raised:
-    exec(f"from ls_jax import {name}", {})  # pylint: disable=exec-used
+    exec(form.format(name=name), {})  # pylint: disable=exec-used
   message = str(raised.value)
   assert "\n" not in message
   assert f"ls_jax.{name}" in message and all(place in message for place in new_places)

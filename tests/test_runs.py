@@ -291,3 +291,31 @@ def test_pairing_is_by_seed_whatever_order_the_groups_list_their_seeds(tmp_path)
   (row,) = rows_for(study.summarize(study.load([str(tmp_path)])), "LS 0.1")
   np.testing.assert_allclose(row["diff"], expected.mean_difference, rtol=1e-12)
   np.testing.assert_allclose(row["p_value"], expected.p_value, rtol=1e-12)
+
+
+def test_a_temperature_fitted_on_its_bound_is_flagged_in_the_summary():
+  runs = [{**fake_run(s, 0.9), "temperature": 1.5, "temperature_at_bound": False} for s in range(3)]
+  runs += [{**fake_run(s, 0.9, loss__label_smoothing=0.3), "temperature": t,
+            "temperature_at_bound": t == 0.01} for s, t in zip(range(3), (0.01, 0.7, 0.01))]
+  rows = study.summarize(runs, [study.BY_NAME["temperature"]])
+  (ce,) = rows_for(rows, "CE", "temperature")
+  (ls,) = rows_for(rows, "LS 0.3", "temperature")
+  assert "bound" not in ce["verdict"]
+  assert ls["verdict"].endswith("T on its fitting bound in 2 of 3 runs"), ls["verdict"]
+
+
+def test_a_binary_run_loads_without_selective_metrics(tmp_path):
+  """A binary run's predictions hold one logit per example: no max-softmax selective metrics, and
+  its ranking AUROC is read from results.json."""
+  workdir = tmp_path / "binary_seed0"
+  workdir.mkdir()
+  config = default.get_config().to_dict()
+  config["num_classes"] = 1
+  (workdir / "results.json").write_text(json.dumps(
+      {"config": config, "accuracy": 0.8, "auroc": 0.9, "average_precision": 0.7}))
+  np.savez(workdir / "predictions.npz", val_logits=np.zeros(4), val_labels=np.array([0, 1, 0, 1]),
+           test_logits=np.zeros(4), test_labels=np.array([0, 1, 0, 1]))
+  run = study.load_run(workdir)
+  assert "selective" not in run
+  assert study.values_by_seed([run], study.BY_NAME["roc_auc"]) == {0: 0.9}
+  assert study.values_by_seed([run], study.BY_NAME["auroc"]) == {}

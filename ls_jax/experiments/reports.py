@@ -13,8 +13,8 @@ arguments added only under TINY=1 (`scripts/reproduce.py`), where every sweep al
 """
 from typing import Any, Callable, NamedTuple
 
-from ls_jax.experiments import (calibration, confidence, distillation, language_model, methods,
-                                noise, representations, selective, strength)
+from ls_jax.experiments import (calibration, confidence, decisions, distillation, language_model,
+                                methods, noise, representations, selective, strength)
 from ls_jax.experiments import runs
 
 
@@ -134,6 +134,9 @@ REPORTS = {
          Option("epsilons", float, (0.025, 0.05, 0.1, 0.2), "attack budgets", list=True),
          Option("pgd_steps", int, 10, "PGD steps"),
          Option("attack_examples", int, 1000, "test signals probed and attacked"))),
+    "decisions": Experiment(  # Binary tasks; TS is post hoc, from the same runs.
+        decisions.report, decisions.plot, "Decisions at a cost threshold: binary CE, LS, focal, TS",
+        _one("decisions", Sweep("decisions.py", "decisions"))),
     "language_model": Experiment(  # One run at a time: each already uses both cores.
         language_model.report, language_model.plot, "Language model: CE against LS",
         _one("language_model", Sweep("lm.py", "lm", ("--parallel", "1")))),

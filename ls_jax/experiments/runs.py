@@ -31,12 +31,9 @@ from scipy import special
 
 from ls_jax import calibration, statistics
 from ls_jax.trainer import methods
+from ls_jax.trainer.default_config import BOOKKEEPING_FIELDS
 
 SEED_FIELD = "seed"
-# Where the run's files go, how often it logs or checkpoints, how it batches evaluation and spreads
-# over devices: none of these change the trained model or the metrics.
-BOOKKEEPING_FIELDS = ("data.data_dir", "log_every_steps", "checkpoint_every_steps",
-                      "keep_checkpoints", "eval_batch_size", "parallelism")
 # Fields that name another run's workdir. `scripts/sweep.py` names a workdir by its seed
 # (`..._seed3`), and a run of seed s usually starts from, or learns from, the run of seed s: such
 # paths count as one experiment across seeds.
@@ -77,6 +74,13 @@ METRICS = (
     Metric("auroc", "selective.auroc", "higher"),
     Metric("aurc_pnorm", "selective.aurc_pnorm", "lower"),
     Metric("auroc_pnorm", "selective.auroc_pnorm", "higher"),
+    # Binary runs (one sigmoid output): the ranking of P(y = 1), and its calibration after Platt
+    # scaling (`ls_jax.binary_calibration`). "auroc" above is the misclassification AUROC.
+    Metric("roc_auc", "auroc", "higher"),
+    Metric("average_precision", "average_precision", "higher"),
+    Metric("top_label_ece", "top_label_ece", "lower"),
+    Metric("platt_ece", "platt_scaled.ece", "lower"),
+    Metric("platt_nll", "platt_scaled.nll", "lower"),
 )
 BY_NAME = {m.name: m for m in METRICS}
 
@@ -116,7 +120,10 @@ def load_run(workdir: pathlib.Path) -> Run | None:
     return None
   results = json.loads(path.read_text())
   results["workdir"] = str(workdir)
-  if (workdir / "predictions.npz").exists() and "perplexity" not in results:  # Classifiers' logits.
+  # A classifier's [examples, K] logits; not a language model's per-token outputs, nor a binary
+  # run's one logit per example (its ranking metrics are in results.json).
+  if ((workdir / "predictions.npz").exists() and "perplexity" not in results
+      and methods.value(results.get("config", {}), "num_classes") != 1):
     results["selective"] = selective_from_predictions(workdir / "predictions.npz")
   return results
 
@@ -380,7 +387,17 @@ def summarize(runs: list[Run], metrics=METRICS, **columns: Any) -> list[dict[str
       else:
         rows.append(row(names[key], metric, by_seed, names[base_key],
                         values_by_seed(baseline, metric), **columns))
+      if metric.name == "temperature":
+        _flag_temperature_bounds(rows[-1], members)
   return rows
+
+
+def _flag_temperature_bounds(summary_row: dict[str, Any], members: list[Run]) -> None:
+  """A temperature fitted on its bound is no estimate (the fit wanted further): say so."""
+  at_bound = sum(bool(m.get("temperature_at_bound")) for m in members)
+  if at_bound:
+    note = f"T on its fitting bound in {at_bound} of {len(members)} runs"
+    summary_row["verdict"] = f"{summary_row['verdict']}; {note}" if summary_row["verdict"] else note
 
 
 class Variant(NamedTuple):

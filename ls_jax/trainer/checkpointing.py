@@ -15,11 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ls_jax.trainer import errors
+from ls_jax.trainer.default_config import BOOKKEEPING_FIELDS
 from ls_jax.trainer.errors import UserError
-
-# Fields that may change between a run and its resumption without changing the experiment.
-_RESUMABLE_CHANGES = ("data.data_dir", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-                      "keep_checkpoints", "parallelism", "eval_batch_size")
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]
@@ -29,7 +26,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]
   "same run" for a resume here and for a sweep's finished runs (`ls_jax.experiments.sweeps`)."""
   saved, current = _flat(saved), _flat(current)
   return [(key, saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
-          if key not in _RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
+          if key not in BOOKKEEPING_FIELDS and saved.get(key) != current.get(key)]
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,14 @@ a field: see configs/default.py for the command lines.
 """
 import ml_collections
 
+# Fields that change neither the trained model nor its metrics: where the run's files go, how often
+# it logs, evaluates or checkpoints, how it batches evaluation and spreads over devices. A resumed
+# run may change them, a sweep reuses a finished run across them (`scripts/sweep.py`), and
+# summaries group runs across them (`ls_jax.experiments.runs`).
+BOOKKEEPING_FIELDS = ("data.data_dir", "log_every_steps", "eval_every_steps",
+                      "checkpoint_every_steps", "keep_checkpoints", "parallelism",
+                      "eval_batch_size")
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()

@@ -157,9 +157,12 @@ class BinaryClassification(Classification):
     test_logits, test_labels = test_outputs["logits"], test_outputs["label"]
     temperature, at_bound = binary_calibration.fit_binary_temperature_checked(val_logits,
                                                                              val_labels)
-    platt_a, platt_b, platt_at_bound = binary_calibration.fit_platt(val_logits, val_labels)
+    # With one class in validation the maximum-likelihood intercept is infinite: Platt's own
+    # smoothed targets still give a fit (a small validation split with rare positives).
+    one_class = bool(np.all(val_labels == val_labels[0]))
+    platt_fit = binary_calibration.fit_platt(val_logits, val_labels, target_smoothing=one_class)
     scaled = test_logits / temperature
-    platt = platt_a * test_logits + platt_b  # Platt's sigmoid(a z + b), as a logit.
+    platt = binary_calibration.apply_platt(test_logits, platt_fit.a, platt_fit.b)
     reliability = lambda logits: bins_json(binary_calibration.binary_reliability_bins(
         special.expit(logits.astype(np.float64)), test_labels))
     results = {
@@ -168,7 +171,8 @@ class BinaryClassification(Classification):
         "temperature": float(temperature),
         "temperature_at_bound": bool(at_bound),
         "temperature_scaled": binary_calibration.binary_calibration_metrics(scaled, test_labels),
-        "platt": {"a": float(platt_a), "b": float(platt_b), "at_bound": bool(platt_at_bound)},
+        "platt": {"a": platt_fit.a, "b": platt_fit.b, "at_bound": bool(platt_fit.at_bound),
+                  "smoothed_targets": one_class},
         "platt_scaled": binary_calibration.binary_calibration_metrics(platt, test_labels),
         "reliability": reliability(test_logits),
         "reliability_temperature_scaled": reliability(scaled),

@@ -6,7 +6,7 @@
   python scripts/next_word.py runs/lm_pydoc_ce runs/lm_pydoc_ls
 
 The text ships with every CPython (`pydoc_data.topics`, PSF licence; `pydoc_text` in
-ls_jax/embedded_datasets.py): 80/10/10 contiguous blocks, a 2048-word vocabulary built from the
+ls_jax/trainer/embedded_datasets.py): 80/10/10 contiguous blocks, a 2048-word vocabulary built from the
 training block, windows of 64 next-token targets. The model is a 2-layer, 64-wide decoder-only
 Transformer with a tied embedding (0.24M parameters), small enough for a 2-core CPU; its output
 layer is fused into the loss (`losses.linear_smoothed_cross_entropy`). Adam 3e-3 with a linear

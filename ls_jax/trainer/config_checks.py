@@ -31,7 +31,7 @@ def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.ConfigDict,
              device_count: int) -> None:
-  """Checks keys against `reference` (ls_jax/default_config.py), types, ranges and choices."""
+  """Checks keys against `reference` (ls_jax/trainer/default_config.py), types, ranges and choices."""
   fields, known = _flatten(config), _flatten(reference)
   unknown = sorted(set(fields) - set(known))
   if unknown:

@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.mixup = ml_collections.ConfigDict({"alpha": 0.0})
   config.cutmix = ml_collections.ConfigDict({"alpha": 0.0})
   # Fine-tuning: the workdir of a finished run whose final weights (and batch statistics) start
-  # this run, with a fresh optimizer and step ("": off). `ls_jax/finished_runs.py`.
+  # this run, with a fresh optimizer and step ("": off). `ls_jax/trainer/finished_runs.py`.
   config.init_from = ""
   # Knowledge distillation (Hinton et al. 2015) from a finished run in `teacher_workdir` ("": off):
   # (1 - weight) * the loss above + weight * temperature^2 * KL(teacher_T || student_T).

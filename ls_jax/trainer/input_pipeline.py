@@ -18,8 +18,8 @@ Language-model data (a `tokens` feature of fixed-length windows, e.g. the embedd
 fits the same interface: `images` are the input tokens `window[:seq_len]` and `labels` the
 next tokens `window[1:seq_len + 1]`, `[examples, seq_len]` int32 both; id 0 is padding. A
 TFDS dataset of raw `text` (e.g. `tiny_shakespeare`) is tokenized at load time by
-`ls_jax.trainer.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its training
-split, and each split's text is cut into windows of `seq_len + 1` tokens.
+`ls_jax.trainer.tokenizer`, with a vocabulary of the `num_classes` most frequent words of its
+training split, and each split's text is cut into windows of `seq_len + 1` tokens.
 
 Multi-host: every process computes the same global indices and keeps its contiguous slice
 (`process_index`), which `jax.make_array_from_process_local_data` reassembles into the global batch.

@@ -217,8 +217,8 @@ def fit_binary_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
 
 def fit_binary_temperature_checked(logits: ArrayLike, labels: ArrayLike) -> TemperatureFit:
   """`fit_binary_temperature`, and whether the result is a bound of `TEMPERATURE_BOUNDS`."""
-  temperature = fit_binary_temperature(logits, labels)
-  return TemperatureFit(temperature, temperature in calibration.TEMPERATURE_BOUNDS)
+  logits, labels = _as_logits_and_labels(logits, labels)
+  return calibration.fit_temperature_checked(_two_class_logits(logits), labels.astype(np.int64))
 
 
 class PlattFit(NamedTuple):
@@ -241,7 +241,7 @@ def platt_targets(labels: ArrayLike) -> np.ndarray:
   The Bayes estimate of P(y | f) under a uniform prior, out of sample; with it the maximum-
   likelihood fit always exists, even on separated or single-class validation data.
   """
-  labels = np.asarray(labels, dtype=np.float64)
+  labels = _as_binary_labels(labels, np.shape(labels), "labels")
   num_positive = labels.sum()
   num_negative = len(labels) - num_positive
   return np.where(labels == 1, (num_positive + 1) / (num_positive + 2), 1 / (num_negative + 2))

@@ -40,8 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from ls_jax.experiments import plots  # pylint: disable=g-import-not-at-top
-from ls_jax.experiments import runs as runs_lib  # pylint: disable=g-import-not-at-top
-from ls_jax.trainer import methods  # pylint: disable=g-import-not-at-top
+from ls_jax.trainer import default_config, methods  # pylint: disable=g-import-not-at-top
 
 MAX_COLUMNS = 3
 # The fields that `methods.label` already spells out (`LS 0.1`, `20% symmetric noise: CE`): the
@@ -53,14 +52,14 @@ MIN_ALPHA = 0.08  # An almost empty bin stays visible as an outline plus a trace
 
 def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
   """Dotted config fields whose values are not the same in every run, in the first run's order."""
-  flat = [runs_lib.resolved(c) for c in configs]  # An older run's missing fields: defaults.
-  names = list(dict.fromkeys(name for c in configs for name in runs_lib.flatten(c)))
+  flat = [default_config.resolved(c) for c in configs]  # An older run's missing fields: defaults.
+  names = list(dict.fromkeys(name for c in configs for name in default_config.flatten(c)))
   return [n for n in names if len({json.dumps(f.get(n), sort_keys=True) for f in flat}) > 1]
 
 
 def run_label(config: dict[str, Any], fields: list[str]) -> str:
   """The method and the seed, then each differing field that these do not already show."""
-  flat = runs_lib.resolved(config)
+  flat = default_config.resolved(config)
   extra = [f"{name} {flat.get(name)}" for name in fields
            if name not in LABELLED_FIELDS and name != "seed"]
   return ", ".join([methods.label(config), f"seed {flat.get('seed')}", *extra])

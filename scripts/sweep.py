@@ -137,22 +137,13 @@ def state(out: pathlib.Path, run: sweeps.Run, config: dict) -> tuple[str, str]:
   source, there = saved
   if source == "results.json":  # A field newer than the finished run: its default.
     from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
-    there = _merged(default_config.get_config().to_dict(), there)
+    there = default_config.resolved(there)
   differences = sweeps.config_differences(there, config)
   if not differences:
     return ("done" if source == "results.json" else "todo"), ""
   shown = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differences[:3])
   more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
   return "mismatch", f"mismatch: {workdir} ({source}): {shown}{more}"
-
-
-def _merged(default: dict, saved: dict) -> dict:
-  """`saved`, with the fields it lacks taken from `default` (nested dicts)."""
-  merged = dict(default)
-  for key, value in saved.items():
-    merged[key] = _merged(default[key], value) if isinstance(value, dict) and isinstance(
-        default.get(key), dict) else value
-  return merged
 
 
 def move_aside(out: pathlib.Path, name: str, stream) -> None:
@@ -345,6 +336,14 @@ def write_slurm(runs, configs, out: pathlib.Path, extra, args) -> int:
   return 0
 
 
+def _seed_list(text: str) -> list[int]:
+  """`--seeds 0,1,2`; argparse turns the ValueError into one usage line naming `--seeds`."""
+  try:
+    return [int(seed) for seed in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("sweep",
@@ -352,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True, help="directory of the runs' workdirs")
   parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL,
                       help=f"runs at a time (default {DEFAULT_PARALLEL})")
-  parser.add_argument("--seeds", help="comma-separated seeds replacing the sweep file's")
+  parser.add_argument("--seeds", type=_seed_list,
+                      help="comma-separated seeds replacing the sweep file's")
   parser.add_argument("--match", metavar="REGEX",
                       help="only the runs whose workdir name matches (re.search)")
   parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
@@ -382,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
   extra = _parse_overrides(args.override)
   try:
     sweep = sweeps.load(args.sweep)
-    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-    runs = sweeps.runs(sweep, seeds)
+    runs = sweeps.runs(sweep, args.seeds)
     if args.match is not None:
       runs = [r for r in runs if re.search(args.match, r.name)]
   except (ValueError, re.error) as e:

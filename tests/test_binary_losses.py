@@ -386,6 +386,10 @@ def test_focal_gradients():
     (lambda: losses.smoothed_binary_cross_entropy(np.zeros((2, 3)), np.zeros((2, 3), int),
                                                   pos_weight=np.ones(2)),
      r"pos_weight must be a scalar or have shape \(C,\) = \(3,\)"),
+    # Binary [B] logits have no class axis: a (B,) pos_weight would weight examples.
+    (lambda: losses.smoothed_binary_cross_entropy(np.zeros(3), np.zeros(3, int),
+                                                  pos_weight=np.ones(3)),
+     r"pos_weight must be a scalar, got shape \(3,\)"),
     (lambda: losses.smoothed_binary_cross_entropy(np.zeros(3), np.zeros(3, int),
                                                   where=np.ones(3)),
      r"where must be a boolean array"),

@@ -114,6 +114,16 @@ def _assert_batches_follow_the_specification(steps: dict[int, np.ndarray], expec
     if not ordered:  # pmap: the devices' shards may report in any order.
       seen, expected = np.sort(seen), np.sort(expected)
     np.testing.assert_array_equal(seen, expected, err_msg=f"step {step}")
+  # Independently of `global_batch_indices` (a bug shared by it and the feeds would pass the
+  # above): within an epoch no example repeats, and the epochs draw different orders.
+  steps_per_epoch = len(split) // BATCH
+  epochs = {}
+  for step, images in steps.items():
+    epochs.setdefault(step // steps_per_epoch, []).extend(index[row.tobytes()] for row in images)
+  for epoch, seen in epochs.items():
+    assert len(set(seen)) == len(seen), f"an example repeats within epoch {epoch}"
+  if len(epochs) > 1 and all(step in steps for step in (0, steps_per_epoch)):
+    assert not np.array_equal(steps[0], steps[steps_per_epoch]), "epoch 1 replays epoch 0's order"
 
 
 def _assert_final_states_equal(full, resumed):

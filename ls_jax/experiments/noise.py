@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ls_jax.experiments import runs as runs_lib
-from ls_jax.trainer import methods
+from ls_jax.trainer import default_config, methods
 
 METRICS = ("accuracy", "ece")
 
@@ -20,7 +20,7 @@ def _noise(run: runs_lib.Run) -> tuple[str, float]:
 
 
 def _protocol(configs: list[dict[str, Any]]) -> str:
-  """How the runs (their `runs.resolved` configs) were trained: from scratch, or fine-tuned from
+  """How the runs (their `default_config.resolved` configs) were trained: from scratch, or fine-tuned from
   finished runs (`init_from`)."""
   finetuned = {bool(c["init_from"]) for c in configs}
   if len(finetuned) > 1:
@@ -43,7 +43,7 @@ def _finetune_recipe(configs: list[dict[str, Any]]) -> str:
 def report(runs: list[runs_lib.Run]) -> runs_lib.Report:
   """Clean-test accuracy and ECE per noise setting and method, paired with CE at that setting,
   for runs trained from scratch or fine-tuned from a CE warm-up (not both at once)."""
-  configs = [runs_lib.resolved(r["config"]) for r in runs]
+  configs = [default_config.resolved(r["config"]) for r in runs]
   protocol = _protocol(configs)
   rows = runs_lib.summarize(runs, [runs_lib.BY_NAME[m] for m in METRICS])
   groups = runs_lib.group(runs)

@@ -63,6 +63,8 @@ import re
 import shlex
 from typing import Iterable, Optional
 
+from ls_jax.experiments import runs
+
 MINUS = "\u2212"
 DIFF_FIELDS = ("diff", "diff_ci", "delta", "p", "verdict")
 MEAN_FIELDS = ("mean", "mean_ci", "std", "n")
@@ -134,11 +136,8 @@ def _float(text: str) -> Optional[float]:
 
 
 def format_number(value: Optional[float], digits: int, signed: bool = False) -> str:
-  """One rounding: `value` to `digits` decimals, a leading + if `signed`, and U+2212 for minus."""
-  if value is None:
-    return ""
-  text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-  return text.replace("-", MINUS)
+  """The reports' one rounding (`runs.format_number`), typeset: U+2212 for minus."""
+  return runs.format_number(value, digits, sign=signed).replace("-", MINUS)
 
 
 def format_field(row: dict[str, str], field: str, digits: int) -> str:

@@ -31,6 +31,7 @@ from scipy import special
 
 from ls_jax import calibration, statistics
 from ls_jax.trainer import methods
+from ls_jax.trainer import default_config
 from ls_jax.trainer.default_config import BOOKKEEPING_FIELDS
 
 SEED_FIELD = "seed"
@@ -88,17 +89,6 @@ BY_NAME = {m.name: m for m in METRICS}
 # --- Loading -------------------------------------------------------------------------------------
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists become tuples so that values can be compared."""
-  flat = {}
-  for key, value_ in tree.items():
-    if isinstance(value_, dict):
-      flat.update(flatten(value_, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = tuple(value_) if isinstance(value_, list) else value_
-  return flat
-
-
 def selective_from_predictions(path: pathlib.Path) -> dict[str, float]:
   """Test AURC and misclassification AUROC of max-softmax and of MaxLogit-pNorm (p from val)."""
   with np.load(path) as predictions:
@@ -152,13 +142,6 @@ def load(paths: list[str] | str) -> list[Run]:
   return [load_run(w) for w in workdirs]
 
 
-def resolved(config: dict[str, Any]) -> dict[str, Any]:
-  """A run's config, flat (`flatten`), with the default of every field it lacks: a field added
-  after the run did not exist, so it changed nothing in that run."""
-  from ls_jax.trainer import default_config  # pylint: disable=g-import-not-at-top
-  return {**flatten(default_config.get_config().to_dict()), **flatten(config)}
-
-
 def value(run: Run, field: str) -> Any:
   """A dotted config field of a run, its default where the run's config predates the field."""
   return methods.value(run["config"], field)
@@ -176,9 +159,9 @@ def experiment_key(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
   In `RUN_DIR_FIELDS` a trailing `_seed<N>` is a wildcard.
   """
-  flat = resolved(config)
+  flat = default_config.resolved(config)
   for field in RUN_DIR_FIELDS:
-    flat[field] = re.sub(r"_seed\d+$", "_seed*", str(flat[field]).rstrip("/"))
+    flat[field] = methods.SEED_SUFFIX.sub("_seed*", str(flat[field]).rstrip("/"))
   return tuple(sorted((k, v) for k, v in flat.items()
                       if k != SEED_FIELD and k not in BOOKKEEPING_FIELDS))
 

@@ -245,7 +245,9 @@ def _checked_pos_weight(
   if pos_weight is None:
     return None
   shape = np.shape(pos_weight)
-  allowed = [()] + ([(logits_shape[-1],)] if logits_shape else [])
+  # A class axis exists only for multi-label logits `[..., C]`: for binary `[B]` logits a `(B,)`
+  # vector would silently weight examples, not classes.
+  allowed = [()] + ([(logits_shape[-1],)] if len(logits_shape) >= 2 else [])
   if shape not in allowed:
     raise ValueError(
         f"{function}: pos_weight must be a scalar"

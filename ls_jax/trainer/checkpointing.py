@@ -15,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ls_jax.trainer import errors
+from ls_jax.trainer import default_config
 from ls_jax.trainer.default_config import BOOKKEEPING_FIELDS
 from ls_jax.trainer.errors import UserError
 
@@ -24,18 +25,9 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]
   """`(field, saved value, current value)` of every field in which two configs (as dicts) are a
   different experiment: all but the bookkeeping fields a resumed run may change. The one test of
   "same run" for a resume here and for a sweep's finished runs (`ls_jax.experiments.sweeps`)."""
-  saved, current = _flat(saved), _flat(current)
+  saved, current = default_config.flatten(saved), default_config.flatten(current)
   return [(key, saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
           if key not in BOOKKEEPING_FIELDS and saved.get(key) != current.get(key)]
-
-
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(tree, dict):
-    out = {}
-    for key, value in tree.items():
-      out.update(_flat(value, f"{prefix}{key}."))
-    return out
-  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
 
 class RunDirectory:

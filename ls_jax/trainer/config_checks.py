@@ -1,10 +1,9 @@
 """Validation of a resolved config before anything compiles: one `UserError` naming the field.
 
 The methods' values and combinations come from the method table (`ls_jax.trainer.methods`)."""
-from typing import Any
-
 import ml_collections
 
+from ls_jax.trainer import default_config
 from ls_jax.trainer import language_model
 from ls_jax.trainer import methods
 from ls_jax.trainer.errors import UserError
@@ -20,19 +19,10 @@ _CHOICES = {
 }
 
 
-def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(config, (ml_collections.ConfigDict, dict)):
-    items = {}
-    for key in config.keys():
-      items.update(_flatten(config[key], f"{prefix}{key}."))
-    return items
-  return {prefix[:-1]: config}
-
-
 def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.ConfigDict,
              device_count: int) -> None:
   """Checks keys against `reference` (ls_jax/trainer/default_config.py), types, ranges and choices."""
-  fields, known = _flatten(config), _flatten(reference)
+  fields, known = default_config.flatten(config), default_config.flatten(reference)
   unknown = sorted(set(fields) - set(known))
   if unknown:
     raise UserError(f"unknown config field {unknown[0]!r} (not in configs/default.py)")

@@ -6,6 +6,8 @@ installed ls_jax needs no `configs/` folder on the path; `configs/default.py` re
 each experiment family's config file starts from `default.get_config()`. Changing the method is
 a field: see configs/default.py for the command lines.
 """
+from typing import Any
+
 import ml_collections
 
 # Fields that change neither the trained model nor its metrics: where the run's files go, how often
@@ -94,3 +96,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   return config
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+  """`{"a": {"b": 1}}` (dicts or ConfigDicts) -> `{"a.b": 1}`; lists become tuples, so that a config
+  read back from JSON compares equal to the one it was written from."""
+  if isinstance(config, (dict, ml_collections.ConfigDict)):
+    flat = {}
+    for key in config.keys():
+      flat.update(flatten(config[key], f"{prefix}{key}."))
+    return flat
+  return {prefix[:-1]: tuple(config) if isinstance(config, list) else config}
+
+
+def resolved(config: Any) -> dict[str, Any]:
+  """A (finished run's) config, flat, with the default of every field it lacks: a field added after
+  the run did not exist, so it changed nothing in that run."""
+  return {**flatten(get_config()), **flatten(config)}

@@ -182,11 +182,17 @@ def label(config: Config, *, start: bool = True) -> str:
   return f"{rate:.0%} {kind} noise: {name}" if rate else name
 
 
+# The seed that ends a run's workdir name (`scripts/sweep.py`: `..._seed3`; `{seed}` in a sweep
+# file, `*` once grouped): runs of one experiment across seeds start from, or learn from, the run
+# of their own seed.
+SEED_SUFFIX = re.compile(r"[_-]?seed(\d+|\*|\{seed\})$")
+
+
 def start_name(workdir: str) -> str:
   """The short name of a finished run's workdir in labels: `runs/noise/ce_sym0.4_seed3` ->
   `ce_sym0.4`."""
   name = str(workdir).rstrip("/").rsplit("/", 1)[-1]
-  return re.sub(r"[_-]?seed(\d+|\*|\{seed\})$", "", name) or name
+  return SEED_SUFFIX.sub("", name) or name
 
 
 def loss_method(config: Config) -> Method:

@@ -76,7 +76,6 @@ def test_the_step_loss_is_the_binary_formula(label_smoothing, gamma):
     ({"mixup.alpha": 0.2}, "mixup.alpha"),
     ({"cutmix.alpha": 1.0}, "cutmix.alpha"),
     ({"distill.teacher_workdir": "runs/t"}, "distill.teacher_workdir"),
-    ({"data.label_noise.rate": 0.2}, "data.label_noise.rate"),
     ({"loss.label_smoothing": -0.1}, "loss.label_smoothing"),
 ])
 def test_methods_without_a_binary_form_are_refused_in_one_line(overrides, field):

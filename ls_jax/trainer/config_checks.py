@@ -61,11 +61,7 @@ def validate(config: ml_collections.ConfigDict, *, reference: ml_collections.Con
   if fields["num_classes"] == 1:
     check("model.name", fields["model.name"] not in models.LANGUAGE_MODELS,
           "a language model predicts a vocabulary: num_classes=1 (binary) does not apply")
-    check("data.label_noise.rate", fields["data.label_noise.rate"] == 0,
-          "must be 0.0 for a binary task (num_classes=1): label noise is implemented for K >= 2")
-    check("loss.label_smoothing", fields["loss.label_smoothing"] >= 0,
-          "must be in [0, 1) for a binary task (num_classes=1): targets y (1 - a) + a / 2 must be "
-          "probabilities")
+
   for name in ("batch_size", "eval_batch_size", "num_steps", "log_every_steps",
                "checkpoint_every_steps", "keep_checkpoints"):
     check(name, isinstance(fields[name], int) and fields[name] > 0, "must be a positive integer")

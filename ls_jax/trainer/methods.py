@@ -52,6 +52,7 @@ class Method:
   # Its form for a binary task (one sigmoid output, `num_classes = 1`): (logits [N], labels [N],
   # config) -> per-example loss. None: the method does not apply to binary tasks.
   binary_loss: Optional[Callable[..., jax.Array]] = None
+  binary_checks: tuple[tuple[str, Callable[[Any], bool], str], ...] = ()  # Added for binary tasks.
   # TARGETS: (rng, inputs, labels, config) -> (mixed inputs, soft targets).
   mix: Optional[Callable[..., tuple[jax.Array, jax.Array]]] = None
   # The label's value part: the switch field's value unless the method says otherwise.
@@ -77,7 +78,9 @@ LABEL_SMOOTHING = Method(
         logits, labels, config.loss.label_smoothing),
     # Targets y (1 - a) + a / 2: a = 0.2 gives 0.9 / 0.1 (Keras' BinaryCrossentropy).
     binary_loss=lambda logits, labels, config: losses.smoothed_binary_cross_entropy(
-        logits, labels, config.loss.label_smoothing))
+        logits, labels, config.loss.label_smoothing),
+    binary_checks=(("loss.label_smoothing", lambda a: 0 <= a < 1, "must be in [0, 1) for a binary "
+                    "task (num_classes=1): the targets y (1 - a) + a / 2 must be probabilities"),))
 
 METHODS: tuple[Method, ...] = (
     LABEL_SMOOTHING,
@@ -235,7 +238,7 @@ def check(config: Config, fail: Callable[[str, str], None], *, language_model: b
   """Calls `fail(field, requirement)` on the first method value, combination, or use by a language
   model or a binary task, that the table does not allow."""
   for method in METHODS:
-    for field, valid, requirement in method.checks:
+    for field, valid, requirement in method.checks + (method.binary_checks if binary else ()):
       if not valid(value(config, field)):
         fail(field, requirement)
   on = active(config)

@@ -71,6 +71,33 @@ def compiled_step(config, input_shape):
   return step, (state, sums), inputs
 
 
+def time_methods(base, input_shape, steps: int, repeats: int, method_overrides=None,
+                 order_seed: int = 0):
+  """Seconds per step of each method's compiled step, `repeats` timings of `steps` steps each, the
+  methods interleaved in a fresh random order each round. Returns (times, compiled), where
+  compiled[method] = [batch_size, step, carry, inputs]."""
+  method_overrides = METHODS if method_overrides is None else method_overrides
+  compiled = {}
+  for method, overrides in method_overrides.items():
+    config = base.copy_and_resolve_references()
+    config.update_from_flattened_dict(overrides)
+    compiled[method] = [config.batch_size, *compiled_step(config, input_shape)]
+  times = {method: [] for method in method_overrides}
+  order = np.random.default_rng(order_seed)
+  # Methods interleaved in a fresh random order each round, so drift in machine load (other
+  # processes, frequency scaling) spreads over all of them instead of biasing one.
+  for _ in range(repeats):
+    for method in order.permutation(list(method_overrides)):
+      _, step, carry, inputs = compiled[method]
+      start = time.perf_counter()
+      for _ in range(steps):
+        carry = step(*carry, *inputs, jax.random.key(1), None)
+      jax.block_until_ready(carry)
+      times[method].append((time.perf_counter() - start) / steps)
+      compiled[method][2] = carry
+  return times, compiled
+
+
 def step_table():
   print("\n## Train step alone (synthetic batch on device)\n")
   print("| model | batch | method | ms/step | steps/s | examples/s | vs CE | compilations |")
@@ -78,31 +105,21 @@ def step_table():
   # (model, config, input shape, steps per timing, timings): fewer steps for the slow ResNet.
   cases = [("cnn1d", mnist1d.get_config(), (40,), 200, 15),
            ("resnet20", cifar10.get_config("resnet20"), (32, 32, 3), 3, 5)]
-  order = np.random.default_rng(0)
   for name, base, input_shape, steps, repeats in cases:
-    compiled = {}
-    for method, overrides in METHODS.items():
-      config = base.copy_and_resolve_references()
-      config.update_from_flattened_dict(overrides)
-      compiled[method] = [config.batch_size, *compiled_step(config, input_shape)]
-    times = {method: [] for method in METHODS}
-    # Methods interleaved in a fresh random order each round, so drift in machine load (other
-    # processes, frequency scaling) spreads over all of them instead of biasing one.
-    for _ in range(repeats):
-      for method in order.permutation(list(METHODS)):
-        _, step, carry, inputs = compiled[method]
-        start = time.perf_counter()
-        for _ in range(steps):
-          carry = step(*carry, *inputs, jax.random.key(1), None)
-        jax.block_until_ready(carry)
-        times[method].append((time.perf_counter() - start) / steps)
-        compiled[method][2] = carry
+    times, compiled = time_methods(base, input_shape, steps, repeats)
     reference = statistics.median(times["CE"])
     for method, (batch_size, step, _, _) in compiled.items():
       seconds = statistics.median(times[method])
       print(f"| {name} | {batch_size} | {method} | {seconds * 1e3:.3f} | {1 / seconds:.0f} "
             f"| {batch_size / seconds:.0f} | {seconds / reference:.3f}x "
             f"| {step._cache_size()} |", flush=True)  # pylint: disable=protected-access
+
+
+def write_torch_data(path: str) -> None:
+  """The split ls_jax trains on by default, from its TFDS cache, as torch_mnist1d.py's .npz."""
+  dataset = input_pipeline.load_dataset(mnist1d.get_config().data, num_classes=10, seed=0)
+  np.savez(path, x_train=dataset.train.images, y_train=dataset.train.labels,
+           x_test=dataset.test.images, y_test=dataset.test.labels)
 
 
 def _timed(command: list[str]) -> float:
@@ -119,13 +136,10 @@ def end_to_end(rounds: int) -> None:
     print("PyTorch is not installed (pip install torch): part 2 skipped.")
     return
   repo = pathlib.Path(__file__).resolve().parents[1]
-  config = mnist1d.get_config()
   with tempfile.TemporaryDirectory() as tmp:
     # The same split ls_jax trains on, from its TFDS cache, as the PyTorch script's .npz cache.
-    dataset = input_pipeline.load_dataset(config.data, num_classes=10, seed=0)
     cache = f"{tmp}/mnist1d.npz"
-    np.savez(cache, x_train=dataset.train.images, y_train=dataset.train.labels,
-             x_test=dataset.test.images, y_test=dataset.test.labels)
+    write_torch_data(cache)
     runs = iter(range(10**6))
     ours = lambda *flags: [sys.executable, str(repo / "scripts/train.py"),
                            "--config=configs/mnist1d.py", f"--workdir={tmp}/run{next(runs)}", *flags]

@@ -24,8 +24,9 @@ The figures (each compares programs interleaved in a shuffled order within every
                     `--torch-python` (default: this interpreter) can import torch; else recorded
                     as skipped with the reason. One untimed run of each first (warm caches).
   sweep_throughput  `scripts/sweep.py configs/sweeps/strength.py --seeds 0 --override
-                    num_steps=2000` (10 runs, default parallelism) against one of its runs alone;
-                    throughput ratio = 10 x one run / sweep, per round.
+                    num_steps=2000` (10 runs, default parallelism), the same with `--in-process`
+                    (long-lived workers), and one of its runs alone; throughput ratio = 10 x one
+                    run / sweep, per round, for each.
   fused_loss        forward+grad of `losses.linear_smoothed_cross_entropy` (both modes) and
                     `h @ W` + a loss on the logits (`bench_losses.fused_losses`), at (4096, 512,
                     32000) by default; paired time ratio to `h @ W` + optax integer-label CE per
@@ -239,15 +240,21 @@ def measure_sweep(quick: bool, rounds: int) -> dict:
     _timed(single())  # Untimed: warms the compilation and file caches.
     shown = {"sweep": _display(sweep()).replace(f"/sweep{next(counter) - 1} ", "/sweepN "),
              "single": _display(single_command)}
-    times = _shuffled_rounds({"sweep": sweep, "single": single}, rounds, seed=2, warm_up=False)
+    in_process = lambda: sweep() + ["--in-process"]
+    shown["in_process"] = _display(in_process()).replace(f"/sweep{next(counter) - 1} ", "/sweepN ")
+    times = _shuffled_rounds({"sweep": sweep, "in_process": in_process, "single": single}, rounds,
+                             seed=2, warm_up=False)
   import sweep as sweep_script  # pylint: disable=g-import-not-at-top
   runs = len(printed)
   return {"sweep_file": sweep_file, "runs": runs, "num_steps": num_steps, "rounds": rounds,
           "parallel": sweep_script.DEFAULT_PARALLEL,
           "sweep": {"command": shown["sweep"], "seconds": summary(times["sweep"])},
+          "in_process": {"command": shown["in_process"], "seconds": summary(times["in_process"])},
           "single": {"command": shown["single"], "seconds": summary(times["single"])},
           "throughput_ratio": summary(
-              [runs * one / whole for one, whole in zip(times["single"], times["sweep"])])}
+              [runs * one / whole for one, whole in zip(times["single"], times["sweep"])]),
+          "in_process_throughput_ratio": summary(
+              [runs * one / whole for one, whole in zip(times["single"], times["in_process"])])}
 
 
 def measure_fused(quick: bool, rounds: int, shape: tuple[int, int, int]) -> dict:
@@ -297,11 +304,11 @@ def render(record: dict) -> dict[str, str]:
   m = record["machine"]
   blocks = {}
   blocks["machine"] = (
-      f"Measured by `{record['command']}` on {record['date'][:10]} ({record['duration_s'] / 60:.0f} "
-      f"min): {m['cpu_model']} (`lscpu`: {m['lscpu_model_name']}), {m['cores']} cores, "
+      f"Machine: {m['cpu_model']} (`lscpu`: {m['lscpu_model_name']}), {m['cores']} cores, "
       f"backend {m['backend']}; jax {m['jax']}, jaxlib {m['jaxlib']}, numpy {m['numpy']}, optax "
-      f"{m['optax']}, Python {m['python']}; load average {m['load_average_at_start']:.1f} at the "
-      "start. Raw rounds: [`docs/results/benchmarks/record.json`](results/benchmarks/record.json). "
+      f"{m['optax']}, Python {m['python']}. Each table names the command that measured it and when "
+      "(`--only` remeasures some figures and keeps the others). Raw rounds: "
+      "[`docs/results/benchmarks/record.json`](results/benchmarks/record.json). "
       "Numbers are median [min, max] over the rounds; compare only within one machine.\n")
   figures = record["figures"]
   step = figures["train_step"]
@@ -341,10 +348,14 @@ def render(record: dict) -> dict[str, str]:
       "| process | command | seconds |", "|---|---|---:|",
       f"| sweep, {sweep['runs']} runs | `{sweep['sweep']['command']}` "
       f"| {_range(sweep['sweep']['seconds'], 1)} |",
+      *([f"| sweep.py --in-process, {sweep['runs']} runs | `{sweep['in_process']['command']}` "
+         f"| {_range(sweep['in_process']['seconds'], 1)} |"] if "in_process" in sweep else []),
       f"| one run alone | `{sweep['single']['command']}` "
       f"| {_range(sweep['single']['seconds'], 1)} |", "",
       f"Throughput ratio ({sweep['runs']} × one run ÷ sweep), per round: "
-      f"**{_range(sweep['throughput_ratio'], 2)}x**."]) + "\n"
+      f"**{_range(sweep['throughput_ratio'], 2)}x**"
+      + (f"; with `--in-process`: **{_range(sweep['in_process_throughput_ratio'], 2)}x**."
+         if "in_process" in sweep else ".")]) + "\n"
   fused = figures["fused_loss"]
   shape = fused["shape"]
   lines = [f"Forward+grad of the mean loss w.r.t. hidden and kernel at (N, d, V) = "
@@ -372,7 +383,11 @@ def sync_docs(text: str, record: dict) -> str:
     name = match.group("name")
     if name not in blocks:
       raise ValueError(f"unknown benchmark block {name!r}; known: {', '.join(blocks)}")
-    return match.group(1) + blocks[name] + match.group(4)
+    stamp = record["figures"].get(name, {}).get("measured")
+    block = blocks[name] if stamp is None else (
+        f"Measured by `{stamp['command']}` on {stamp['date'][:10]}, load average "
+        f"{stamp['load_average_at_start']:.1f} at the start.\n\n" + blocks[name])
+    return match.group(1) + block + match.group(4)
   return BLOCK.sub(replace, text)
 
 
@@ -407,6 +422,11 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     previous = json.loads(out.read_text()) if out.exists() and set(args.only) != set(FIGURES) else {}
     figures = dict(previous.get("figures", {}))
+    here = machine()
+    same = ("cpu_model", "cores", "backend", "jax", "jaxlib", "numpy", "optax")
+    if previous and any(previous["machine"].get(k) != here[k] for k in same):
+      raise SystemExit(f"benchmark.py: {out} was measured on another machine or versions; "
+                       "--only would mix them: rerun every figure (no --only)")
     rounds = 1 if args.quick else args.rounds
     shape = (256, 64, 1000) if args.quick else tuple(int(x) for x in args.fused_shape.split(","))
     measure = {
@@ -420,12 +440,14 @@ def main(argv: list[str] | None = None) -> None:
                   else sys.executable, "scripts/benchmark.py", *(sys.argv[1:] if argv is None
                                                                  else argv)]),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "quick": args.quick, "machine": machine()}
+              "quick": args.quick, "machine": here}
     for name in FIGURES:
       if name in args.only:
         figure_start = time.perf_counter()
         figures[name] = measure[name]()
         figures[name]["seconds_to_measure"] = time.perf_counter() - figure_start
+        figures[name]["measured"] = {"command": record["command"], "date": record["date"],
+                                     "load_average_at_start": here["load_average_at_start"]}
         print(f"{name}: {figures[name]['seconds_to_measure']:.0f} s", flush=True)
     record["figures"] = {name: figures[name] for name in FIGURES if name in figures}
     record["duration_s"] = time.perf_counter() - start

@@ -43,16 +43,29 @@ same command resumes every unfinished run from its last checkpoint (bit-identica
 uninterrupted run) and trains nothing twice. Elsewhere than Linux the orphaned runs finish on
 their own, holding their locks.
 
+`--in-process` trains the runs in `--parallel` long-lived worker processes
+(`ls_jax.experiments.sweep_worker`) instead of one train.py process per run: each imports JAX
+once and keeps its compiled programs and caches warm, so a run pays no process start. A worker
+builds each run's config from the same `--config...` arguments train.py would get, trains it with
+`train.train_and_evaluate`, and writes the same log; its results are identical to the run trained
+alone by train.py (tests/test_sweep_in_process.py). Everything above holds per run: the worker
+holds the run's lock (a copy of the sweep's) while it trains, an error fails that run only and the
+worker takes the next, a signal checkpoints the running runs (kill -9 of the sweep: the workers get
+SIGTERM), and a worker that dies (out of memory, a crash) fails its run, which a rerun resumes, and
+a new worker takes the next one.
+
 `--parallel N` runs N at a time, each with XLA's CPU thread pool limited to one thread when N > 1
 (the measured default, see README "Sweeps"). On an accelerator use `--parallel 1`.
 """
 import argparse
 import ctypes
 import fcntl
+import json
 import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,6 +166,61 @@ def move_aside(out: pathlib.Path, name: str, stream) -> None:
   print(f"moved {out / name} (another config) to {aside}", file=stream, flush=True)
 
 
+class _Worker:
+  """A long-lived `ls_jax.experiments.sweep_worker` process (`--in-process`), and the sweep's end
+  of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`, `send_signal` and
+  `wait`, for the run it is training."""
+
+  def __init__(self, env: dict[str, str], preexec):
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "ls_jax.experiments.sweep_worker", str(theirs.fileno())],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        cwd=REPO_ROOT, pass_fds=(theirs.fileno(),), preexec_fn=preexec)
+    theirs.close()
+    ours.setblocking(False)
+    self.sock = ours
+    self.returncode: int | None = None
+    self.died: str | None = None  # Why the worker ended without answering: the run failed.
+
+  def start(self, run: sweeps.Run, extra: dict[str, str], workdir: pathlib.Path,
+            log: pathlib.Path, lock_fd: int) -> None:
+    """Sends one run and the lock it is trained under (the worker holds a copy of it)."""
+    job = {"name": run.name, "config": run.config, "seed": run.seed,
+           "overrides": {k: sweeps.format_value(v) for k, v in run.overrides.items()},
+           "extra": extra, "workdir": str(workdir), "log": str(log.absolute())}
+    self.returncode = None
+    socket.send_fds(self.sock, [json.dumps(job).encode()], [lock_fd])
+
+  def poll(self) -> int | None:
+    if self.returncode is None and self.died is None:
+      try:
+        answer = self.sock.recv(4096)
+      except BlockingIOError:
+        return None
+      except OSError:
+        answer = b""
+      if answer:
+        self.returncode = int(json.loads(answer)["rc"])
+      else:  # It died during the run (out of memory, a crash): a new worker takes the next one.
+        status = self.process.wait()
+        self.died = (f"killed by {signal.Signals(-status).name}" if status < 0
+                     else f"exit status {status}")
+        self.returncode = status or 1
+    return self.returncode
+
+  def send_signal(self, signum: int) -> None:
+    if self.process.poll() is None:
+      self.process.send_signal(signum)
+
+  def wait(self) -> int:
+    return self.process.wait()
+
+  def close(self) -> None:
+    """Ends an idle worker: the end of its socket is its signal to exit."""
+    self.sock.close()
+
+
 class _Stop(Exception):
   def __init__(self, signum):
     super().__init__(signum)
@@ -166,8 +234,12 @@ def _raise_stop(signum, frame):
 
 def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
             extra: dict[str, str], parallel: int, restart_mismatched: bool = False,
-            stream=sys.stdout, train_script=TRAIN_SCRIPT) -> list[sweeps.Run] | None:
-  """Runs the unfinished runs, `parallel` at a time; returns the failed ones (None: refused)."""
+            stream=sys.stdout, train_script=TRAIN_SCRIPT, in_process: bool = False
+            ) -> list[sweeps.Run] | None:
+  """Runs the unfinished runs, `parallel` at a time; returns the failed ones (None: refused).
+
+  `in_process`: in `parallel` long-lived worker processes (`_Worker`) instead of one train.py each.
+  """
   states = {r.name: state(out, r, configs[r.name]) for r in runs}
   mismatched = [r for r in runs if states[r.name][0] == "mismatch"]
   for run in mismatched:
@@ -184,7 +256,8 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
   (out / "logs").mkdir(parents=True, exist_ok=True)
   env = _child_env(parallel)
   preexec = _die_with_parent()
-  running: dict[subprocess.Popen, tuple[sweeps.Run, float, object, int]] = {}
+  running: dict[subprocess.Popen | _Worker, tuple[sweeps.Run, float, object, int]] = {}
+  idle: list[_Worker] = []
   elsewhere: list[sweeps.Run] = []
   failed, done, durations, waiting_said = [], 0, [], False
   start = time.monotonic()
@@ -212,8 +285,24 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
             failed.append(run)
             continue
           move_aside(out, run.name, stream)
-        log = open(out / "logs" / f"{run.name}.log", "a", encoding="utf-8")
+        log_path = out / "logs" / f"{run.name}.log"
+        log = open(log_path, "a", encoding="utf-8")
         argv = sweeps.command(run, str(out), train_script, extra)
+        if in_process:
+          worker = idle.pop() if idle else _Worker(env, preexec)
+          if worker.process.poll() is not None:  # Died while idle.
+            worker.close()
+            worker = _Worker(env, preexec)
+          log.write(f"# trained in-process by sweep worker {worker.process.pid}, as:\n")
+          log.write(f"$ {sweeps.shell_line(argv)}\n")
+          log.flush()
+          # The worker gets a copy of the lock: held until it has finished the run, or exited.
+          try:
+            worker.start(run, extra, out / run.name, log_path, fd)
+          except OSError:  # Died just now: its answer is the end of its socket, a failed run.
+            pass
+          running[worker] = (run, time.monotonic(), log, fd)
+          continue
         log.write(f"$ {sweeps.shell_line(argv)}\n")
         log.flush()
         # The child inherits the lock: it stays held until train.py exits, even if the sweep dies.
@@ -236,6 +325,12 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
       time.sleep(0.2)
       for process in [p for p in running if p.poll() is not None]:
         run, began, log, fd = running.pop(process)
+        if isinstance(process, _Worker):
+          if process.died:
+            log.write(f"sweep.py: the sweep worker (pid {process.process.pid}) died during this "
+                      f"run ({process.died}); rerun the sweep to resume it\n")
+          else:
+            idle.append(process)
         log.close()
         os.close(fd)
         ok = process.returncode == 0 and (out / run.name / "results.json").exists()
@@ -251,9 +346,9 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
   except _Stop as stop:
     for s, handler in handlers.items():
       signal.signal(s, signal.SIG_IGN if s == stop.signum else handler)
-    for process in running:  # Each checkpoints and exits; a rerun resumes it.
+    for process in [*running, *idle]:  # Each checkpoints and exits; a rerun resumes it.
       process.send_signal(signal.SIGTERM)
-    for process in running:
+    for process in [*running, *idle]:
       process.wait()
     name = signal.Signals(stop.signum).name
     print(f"sweep.py: stopped by {name}; {len(running)} running runs checkpointed; rerun the "
@@ -263,6 +358,10 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
   finally:
     for s, handler in handlers.items():
       signal.signal(s, handler)
+  for worker in idle:
+    worker.close()
+  for worker in idle:
+    worker.wait()
   print(f"sweep finished in {_duration(time.monotonic() - start)}: {len(runs) - len(failed)} of "
         f"{len(runs)} runs have results", file=stream, flush=True)
   for run in failed:
@@ -357,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="only the runs whose workdir name matches (re.search)")
   parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
                       help="config override for every run, e.g. num_steps=20 (repeatable)")
+  parser.add_argument("--in-process", action="store_true",
+                      help="train the runs in --parallel long-lived worker processes, each "
+                      "importing JAX once, instead of one train.py process per run")
   parser.add_argument("--restart-mismatched", action="store_true",
                       help="move workdirs that hold another config to <out>/replaced/ and train "
                       "them afresh (default: list them and refuse)")
@@ -406,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.slurm:
     return write_slurm(runs, configs, out, extra, args)
   failed = run_all(runs, configs, out, extra, args.parallel, args.restart_mismatched,
-                   train_script=args.train_script)
+                   train_script=args.train_script, in_process=args.in_process)
   return 2 if failed is None else 1 if failed else 0
 
 

@@ -14,35 +14,20 @@ The true probabilities of a split, in evaluation order:
 One logit (`num_classes = 1`), the MLP (16-100-100-1), Adam 1e-3, batch 128, 1000 steps (~14
 epochs), about 5 s on 2 CPU cores. Measured with a 2-class softmax stand-in, CE's validation NLL is
 lowest near step 500 (0.49; the Bayes NLL of the true probabilities is 0.41) and rises after:
-0.52 at 1000, 0.57 at 2000, a mildly overconfident model at the default, as in practice. Variants: `amb30` (default: 30% ambiguous), `amb0`, `amb50`;
-add `,runlocal` for a 20-step smoke run.
+0.52 at 1000, 0.57 at 2000, a mildly overconfident model at the default, as in practice.
+Variants: `amb30` (default: 30% ambiguous), `amb0`, `amb50`; add `,runlocal` for a 20-step smoke
+run.
 """
 import ml_collections
 
-from configs import default
+from configs import _binary_family
 from configs.common import parse_arg, pick_variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   options = parse_arg(arg, ambiguous="amb30", runlocal=False)
-  config = default.get_config()
-  config.data.name = pick_variant(
+  dataset = pick_variant(
       options.ambiguous, {"amb30": "binary_synthetic", "amb0": "binary_synthetic/amb0",
                           "amb50": "binary_synthetic/amb50"}, "configs/binary_synthetic.py")
-  config.data.train_split = "train[:90%]"
-  config.data.validation_split = "train[90%:]"
-  config.num_classes = 1  # One logit: P(y = 1) = sigmoid(logit).
-  config.model.name = "mlp"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
-  config.batch_size = 128
-  config.eval_batch_size = 1000
-  config.num_steps = 1000
-  config.log_every_steps = 100
-  config.eval_every_steps = 250
-  config.checkpoint_every_steps = 500
-  if options.runlocal:
-    config.num_steps = 20
-    config.log_every_steps = 10
-    config.eval_every_steps = 10
-  return config
+  return _binary_family.get_config(dataset, batch_size=128, eval_batch_size=1000,
+                                   runlocal=options.runlocal)

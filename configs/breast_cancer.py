@@ -12,28 +12,11 @@ epochs): seconds on 2 CPU cores. Add `:runlocal` for a 20-step smoke run.
 """
 import ml_collections
 
-from configs import default
+from configs import _binary_family
 from configs.common import parse_arg
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   options = parse_arg(arg, runlocal=False)
-  config = default.get_config()
-  config.data.name = "breast_cancer"
-  config.data.train_split = "train[:90%]"
-  config.data.validation_split = "train[90%:]"
-  config.num_classes = 1  # One logit: P(malignant) = sigmoid(logit).
-  config.model.name = "mlp"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
-  config.batch_size = 32
-  config.eval_batch_size = 128
-  config.num_steps = 1000
-  config.log_every_steps = 100
-  config.eval_every_steps = 250
-  config.checkpoint_every_steps = 500
-  if options.runlocal:
-    config.num_steps = 20
-    config.log_every_steps = 10
-    config.eval_every_steps = 10
-  return config
+  return _binary_family.get_config("breast_cancer", batch_size=32, eval_batch_size=128,
+                                   runlocal=options.runlocal)

@@ -104,14 +104,10 @@ def plot(runs: list[dict[str, Any]], names: list[str] | None = None,
     first_histogram = first_histogram or histogram
     label = run_label(results["config"], fields)
     draw(reliability, histogram, results, f"{names[index]}\n{label}" if names else label, min_count)
-    reliability.tick_params(labelbottom=False)
-    histogram.set_xlabel("predicted P(y = 1)" if _binary(results) else "top-1 confidence")
-    if column == 0:
-      reliability.set_ylabel("frequency of y = 1" if _binary(results) else "accuracy")
-      histogram.set_ylabel(plots.COUNTS_YLABEL, fontsize=9)
-    else:
-      reliability.tick_params(labelleft=False)
-      histogram.tick_params(labelleft=False)
+    binary = _binary(results)
+    plots.label_grid_cell(reliability, histogram, first_column=column == 0,
+                          xlabel="predicted P(y = 1)" if binary else "top-1 confidence",
+                          ylabel="frequency of y = 1" if binary else "accuracy")
   first_reliability.set(xlim=(0, 1), ylim=(0, 1))
   handles, labels = first_reliability.get_legend_handles_labels()
   figure.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)

@@ -105,14 +105,8 @@ def plot(figures: dict[str, Any]) -> dict[str, Any]:
     first, first_counts = first or ax, first_counts or counts_ax
     plots.reliability(ax, diagrams[name], counts_ax=counts_ax, points=True, min_alpha=MIN_ALPHA)
     ax.set_title(name, fontsize=10)
-    ax.tick_params(labelbottom=False)
-    counts_ax.set_xlabel("confidence (15 bins)")
-    if column == 0:
-      ax.set_ylabel("accuracy")
-      counts_ax.set_ylabel(plots.COUNTS_YLABEL, fontsize=9)
-    else:
-      ax.tick_params(labelleft=False)
-      counts_ax.tick_params(labelleft=False)
+    plots.label_grid_cell(ax, counts_ax, first_column=column == 0,
+                          xlabel="confidence (15 bins)", ylabel="accuracy")
   first.set(xlim=(0, 1), ylim=(0, 1))
   handles, labels = first.get_legend_handles_labels()
   figure.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False,

@@ -103,3 +103,16 @@ def reliability(ax, bins: dict[str, Any], *, counts_ax=None, scaled: dict[str, A
         for left, w, s, c, tiny in zip(edges[:-1], width, share, counts, small)]
     counts_ax.set_ymargin(0.6)
   return drawn
+
+
+def label_grid_cell(ax, counts_ax, *, first_column: bool, xlabel: str, ylabel: str) -> None:
+  """Axis labels of one diagram-over-counts cell of a grid with shared axes: the x label under the
+  counts, the y labels only in the first column."""
+  ax.tick_params(labelbottom=False)
+  counts_ax.set_xlabel(xlabel)
+  if first_column:
+    ax.set_ylabel(ylabel)
+    counts_ax.set_ylabel(COUNTS_YLABEL, fontsize=9)
+  else:
+    ax.tick_params(labelleft=False)
+    counts_ax.tick_params(labelleft=False)

@@ -49,12 +49,9 @@ class Classification:
            has_batch_stats: bool) -> tuple[jax.Array, tuple[jax.Array, Any]]:
     """The batch's mean loss, and (logits, updated BatchNorm statistics or None)."""
     del vocab_mesh  # Classifiers are replicated (config validation).
-    if has_batch_stats:
-      logits, updates = model.apply(variables, inputs, train=True, mutable=["batch_stats"])
-    else:
-      logits, updates = model.apply(variables, inputs, train=True), {}
+    logits, batch_stats = _train_forward(model, variables, inputs, has_batch_stats)
     loss = methods.per_example_loss(logits, labels, targets, config, teacher_logits).mean()
-    return loss, (logits, updates.get("batch_stats"))
+    return loss, (logits, batch_stats)
 
   def step_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
@@ -108,6 +105,15 @@ class Classification:
             f"(full results: {workdir}/results.json)")
 
 
+def _train_forward(model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+                   has_batch_stats: bool) -> tuple[jax.Array, Any]:
+  """The model in training mode: (logits, updated BatchNorm statistics or None)."""
+  if not has_batch_stats:
+    return model.apply(variables, inputs, train=True), None
+  logits, updates = model.apply(variables, inputs, train=True, mutable=["batch_stats"])
+  return logits, updates["batch_stats"]
+
+
 def _reliability_json(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
   return bins_json(calibration.reliability_bins(
       special.softmax(logits.astype(np.float64), axis=1), labels))
@@ -129,13 +135,10 @@ class BinaryClassification(Classification):
            teacher_logits: None, vocab_mesh: None,
            has_batch_stats: bool) -> tuple[jax.Array, tuple[jax.Array, Any]]:
     del targets, teacher_logits, vocab_mesh  # Config validation rules out mixing and teachers.
-    if has_batch_stats:
-      logits, updates = model.apply(variables, inputs, train=True, mutable=["batch_stats"])
-    else:
-      logits, updates = model.apply(variables, inputs, train=True), {}
+    logits, batch_stats = _train_forward(model, variables, inputs, has_batch_stats)
     logits = logits[..., 0]
     loss = methods.per_example_binary_loss(logits, labels, config).mean()
-    return loss, (logits, updates.get("batch_stats"))
+    return loss, (logits, batch_stats)
 
   def step_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     return {"accuracy": jnp.mean((logits > 0) == (labels == 1)),

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, special
+from scipy import special
 
 from ls_jax import calibration
 from ls_jax.calibration import ReliabilityBins, TemperatureFit
@@ -304,6 +304,7 @@ def fit_platt(logits: ArrayLike, labels: ArrayLike, *, target_smoothing: bool = 
         slope_bounds = (sign * bound, sign * bound)
         start = np.array([sign * bound, -sign * bound * 0.5 * (low.max() + high.min())])
         break
+  from scipy import optimize  # pylint: disable=g-import-not-at-top  # 0.3 s: only here.
   result = optimize.minimize(loss_and_grad, start, jac=True, method="L-BFGS-B",
                              bounds=[slope_bounds, (None, None)],
                              options={"ftol": 0.0, "gtol": 1e-12, "maxiter": 10_000})

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Runs every point x seed of a sweep file as a `scripts/train.py` subprocess.
+"""Runs every point x seed of a sweep file, each as `scripts/train.py` would train it alone.
 
   python scripts/sweep.py configs/sweeps/strength.py --out runs/strength
   python scripts/sweep.py configs/sweeps/methods.py:select --out runs/methods_select
@@ -43,9 +43,12 @@ same command resumes every unfinished run from its last checkpoint (bit-identica
 uninterrupted run) and trains nothing twice. Elsewhere than Linux the orphaned runs finish on
 their own, holding their locks.
 
-`--in-process` trains the runs in `--parallel` long-lived worker processes
-(`ls_jax.experiments.sweep_worker`) instead of one train.py process per run: each imports JAX
-once and keeps its compiled programs and caches warm, so a run pays no process start. A worker
+How runs are trained. By default in `--parallel` long-lived worker processes
+(`ls_jax.experiments.sweep_worker`), started while the sweep validates its points: each imports
+JAX once and keeps its compiled programs and decoded datasets, so a run pays no process start
+(docs/benchmarks.md gives the throughput of both modes). `--process-per-run` starts one
+`scripts/train.py` process per run instead, which is what the paragraphs above describe. A
+worker
 builds each run's config from the same `--config...` arguments train.py would get, trains it with
 `train.train_and_evaluate`, and writes the same log; its results are identical to the run trained
 alone by train.py (tests/test_sweep_in_process.py). Everything above holds per run: the worker
@@ -167,8 +170,8 @@ def move_aside(out: pathlib.Path, name: str, stream) -> None:
 
 
 class _Worker:
-  """A long-lived `ls_jax.experiments.sweep_worker` process (`--in-process`), and the sweep's end
-  of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`, `send_signal` and
+  """A long-lived `ls_jax.experiments.sweep_worker` process (unless `--process-per-run`), and the
+  sweep's end of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`, `send_signal` and
   `wait`, for the run it is training."""
 
   def __init__(self, env: dict[str, str], preexec):
@@ -234,11 +237,12 @@ def _raise_stop(signum, frame):
 
 def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
             extra: dict[str, str], parallel: int, restart_mismatched: bool = False,
-            stream=sys.stdout, train_script=TRAIN_SCRIPT, in_process: bool = False
-            ) -> list[sweeps.Run] | None:
+            stream=sys.stdout, train_script=TRAIN_SCRIPT, in_process: bool = False,
+            workers: list[_Worker] | None = None) -> list[sweeps.Run] | None:
   """Runs the unfinished runs, `parallel` at a time; returns the failed ones (None: refused).
 
-  `in_process`: in `parallel` long-lived worker processes (`_Worker`) instead of one train.py each.
+  `in_process`: in `parallel` long-lived worker processes (`_Worker`; `workers` already started)
+  instead of one train.py each.
   """
   states = {r.name: state(out, r, configs[r.name]) for r in runs}
   mismatched = [r for r in runs if states[r.name][0] == "mismatch"]
@@ -257,7 +261,7 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
   env = _child_env(parallel)
   preexec = _die_with_parent()
   running: dict[subprocess.Popen | _Worker, tuple[sweeps.Run, float, object, int]] = {}
-  idle: list[_Worker] = []
+  idle: list[_Worker] = list(workers or [])
   elsewhere: list[sweeps.Run] = []
   failed, done, durations, waiting_said = [], 0, [], False
   start = time.monotonic()
@@ -456,9 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="only the runs whose workdir name matches (re.search)")
   parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
                       help="config override for every run, e.g. num_steps=20 (repeatable)")
-  parser.add_argument("--in-process", action="store_true",
-                      help="train the runs in --parallel long-lived worker processes, each "
-                      "importing JAX once, instead of one train.py process per run")
+  parser.add_argument("--process-per-run", action="store_true",
+                      help="one scripts/train.py process per run instead of --parallel long-lived "
+                      "worker processes that import JAX once (the default)")
   parser.add_argument("--restart-mismatched", action="store_true",
                       help="move workdirs that hold another config to <out>/replaced/ and train "
                       "them afresh (default: list them and refuse)")
@@ -475,13 +479,30 @@ def main(argv: list[str] | None = None) -> int:
   slurm.add_argument("--python", help="the Python on the nodes, absolute or relative to the "
                      "repository (default: the one running sweep.py, relative to the repository "
                      "if inside it); the job's $LS_JAX_PYTHON overrides it")
-  parser.add_argument("--train-script", default=str(TRAIN_SCRIPT), help=argparse.SUPPRESS)
+  # Tests only: a stand-in for train.py (it implies --process-per-run).
+  parser.add_argument("--train-script", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.parallel < 1:
     parser.error(f"--parallel must be >= 1, got {args.parallel}")
   if args.throttle < 0 or args.cpus_per_task < 1:
     parser.error("--throttle must be >= 0 and --cpus-per-task >= 1")
   extra = _parse_overrides(args.override)
+  in_process = not args.process_per_run and args.train_script is None
+  workers: list[_Worker] = []
+  if in_process and not (args.print or args.slurm):
+    # Started now, they import JAX while this process loads and validates the points (~1.5 s).
+    workers = [_Worker(_child_env(args.parallel), _die_with_parent())
+               for _ in range(args.parallel)]
+  try:
+    return _sweep(args, extra, workers, in_process)
+  finally:
+    for worker in workers:  # Idle at the end, or never used: the end of its socket ends it.
+      worker.close()
+
+
+def _sweep(args: argparse.Namespace, extra: dict[str, str], workers: list["_Worker"],
+           in_process: bool) -> int:
+  """Loads and validates the sweep's runs, then prints, writes SLURM files or trains them."""
   try:
     sweep = sweeps.load(args.sweep)
     runs = sweeps.runs(sweep, args.seeds)
@@ -508,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
   if args.slurm:
     return write_slurm(runs, configs, out, extra, args)
   failed = run_all(runs, configs, out, extra, args.parallel, args.restart_mismatched,
-                   train_script=args.train_script, in_process=args.in_process)
+                   train_script=args.train_script or TRAIN_SCRIPT, in_process=in_process,
+                   workers=workers)
   return 2 if failed is None else 1 if failed else 0
 
 

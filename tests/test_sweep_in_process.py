@@ -1,4 +1,4 @@
-"""`scripts/sweep.py --in-process`: runs trained in long-lived workers, as train.py trains them.
+"""`scripts/sweep.py` (default mode): runs trained in long-lived workers, as train.py trains them.
 
 * a run trained in a worker after other runs gives the results.json of the same run trained alone
   by scripts/train.py, every number equal (timings and the environment aside);
@@ -19,7 +19,7 @@ import pytest
 from test_sweep_safety import ROOT, env, start_sweep, sweep_file, sweep_py
 
 IGNORED = ("train_seconds", "environment")  # Timings, and what machine and versions ran it.
-TINY = ("--override", "num_steps=20", "--in-process")
+TINY = ("--override", "num_steps=20")
 
 
 def mnist1d_sweep(tmp_path, points, name="s.py"):
@@ -73,7 +73,7 @@ def test_a_failing_run_and_a_dying_worker_fail_only_their_run(tmp_path):
             {"num_steps": 20, "loss.label_smoothing": 0.1}]
   sweep = mnist1d_sweep(tmp_path, points)
   out = tmp_path / "out"
-  proc = start_sweep(sweep, "--out", out, "--parallel", "1", "--in-process")
+  proc = start_sweep(sweep, "--out", out, "--parallel", "1")
   long_run = out / "mnist1d_num_steps=1000_checkpoint_every_steps=20_seed0"
   deadline = time.time() + 60
   while len(list(long_run.glob("checkpoints/[0-9]*"))) < 2:  # The first one is complete.
@@ -93,7 +93,7 @@ def test_a_failing_run_and_a_dying_worker_fail_only_their_run(tmp_path):
       out / "logs" / f"{long_run.name}.log").read_text()
   assert (out / "mnist1d_num_steps=20_loss.label_smoothing=0.1_seed0" / "results.json").exists()
   # The rerun resumes the killed run from its last checkpoint.
-  rerun = sweep_py(sweep, "--out", out, "--parallel", "1", "--in-process", "--match", "1000")
+  rerun = sweep_py(sweep, "--out", out, "--parallel", "1", "--match", "1000")
   assert "1 of 1 runs have results" in rerun.stdout, rerun.stdout
   assert "resuming from step" in (out / "logs" / f"{long_run.name}.log").read_text()
 
@@ -103,8 +103,7 @@ def test_a_signal_checkpoints_the_running_runs_and_the_rerun_resumes_them(tmp_pa
   """SIGTERM: the sweep's handler stops its workers; SIGKILL: the kernel does (PDEATHSIG)."""
   sweep = mnist1d_sweep(tmp_path, [{"loss.label_smoothing": 0.1}, {"mixup.alpha": 0.2}])
   args = (sweep, "--out", tmp_path / "out", "--override", "num_steps=400", "--override",
-          "checkpoint_every_steps=20", "--override", "log_every_steps=20", "--parallel", "2",
-          "--in-process")
+          "checkpoint_every_steps=20", "--override", "log_every_steps=20", "--parallel", "2")
   proc = start_sweep(*args)
   out = tmp_path / "out"
   deadline = time.time() + 120

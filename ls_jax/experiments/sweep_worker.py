@@ -1,4 +1,4 @@
-"""A long-lived training process for `scripts/sweep.py --in-process`: many runs, one import of JAX.
+"""A long-lived training process of `scripts/sweep.py` (by default): many runs, one JAX import.
 
   python -m ls_jax.experiments.sweep_worker FD     # started by sweep.py, never by hand
 

@@ -233,16 +233,14 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
                    preprocess=_imagenet_preprocess(
                        train=purpose == "training" and data_config.augment == "inception",
                        image_size=data_config.image_size))
-    records = [source[i] for i in range(len(source))]
     if language_model:  # Inputs and next-token targets of each window.
       if "tokens" in features:
-        tokens = np.stack([r["tokens"] for r in records])
+        tokens = _decoded_columns(source, builder.data_dir, split_name, ("tokens",))[0]
       else:
-        tokens = text_windows(records, purpose)
+        tokens = text_windows(_records(source), purpose)
       images, labels = tokens[:, :data_config.seq_len], tokens[:, 1:data_config.seq_len + 1]
     else:
-      images = np.stack([r["image"] for r in records])
-      labels = np.asarray([r["label"] for r in records], np.int64)
+      images, labels = _decoded_columns(source, builder.data_dir, split_name, ("image", "label"))
     try:
       losses.check_labels(labels, label_classes)
     except ValueError as e:
@@ -274,6 +272,36 @@ def load_dataset(data_config: ml_collections.ConfigDict, *, num_classes: int, se
     noise_report = inject(train.labels, label_classes, data_config.label_noise.rate, seed=seed)
     train.labels = noise_report.labels.astype(np.int32)
   return Dataset(name, num_classes, train, validation, test, noise_report, vocabulary)
+
+
+def _records(source) -> list[dict[str, Any]]:
+  # One batched read: half the time of reading the records one by one.
+  return source.__getitems__(range(len(source)))
+
+
+# Decoded in-memory splits of this process, by their files (path, size, mtime) and split name.
+_DECODED: dict[tuple, tuple[np.ndarray, ...]] = {}
+
+
+def _decoded_columns(source, dataset_dir: str, split_name: str,
+                     names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+  """The features `names` of every record of a split, stacked; decoded once per process.
+
+  A sweep worker (`ls_jax.experiments.sweep_worker`) trains many runs on the same data, and
+  decoding MNIST-1D's 5000 records takes about 0.3 s, a fifth of a 2000-step run. The arrays are
+  read-only, so no run can change what the next one reads; a dataset rebuilt on disk (other sizes
+  or times) is decoded again.
+  """
+  files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                       for p in pathlib.Path(dataset_dir).iterdir() if p.is_file()))
+  key = (str(dataset_dir), files, split_name, names)
+  if key not in _DECODED:
+    records = _records(source)
+    columns = tuple(np.stack([np.asarray(r[name]) for r in records]) for name in names)
+    for column in columns:
+      column.setflags(write=False)
+    _DECODED[key] = columns
+  return _DECODED[key]
 
 
 def _quietly(function):

@@ -14,9 +14,10 @@ processes hits them alike (with a fixed order, whichever loss ran first in a rou
 ~1.5x slower). Takes about 2 minutes on an idle 2-core machine, longer under load.
 
 The fused section (`--only fused`) times forward+grad of the output layer and the loss together,
-for hidden states `[N, d]` and a kernel `[d, V]`: `linear_smoothed_cross_entropy` in both of its
-modes against `hidden @ kernel` followed by `smoothed_cross_entropy` or by optax's integer-label
-CE. It reports the median and the range over `--fused-rounds` interleaved rounds, and skips a
+for hidden states `[N, d]` and a kernel `[d, V]`: `linear_smoothed_cross_entropy_and_grads` (the
+loss and its gradients in one pass) and `jax.value_and_grad` of `linear_smoothed_cross_entropy` in
+both of its modes, against `hidden @ kernel` followed by `smoothed_cross_entropy` or by optax's
+integer-label CE. It reports the median and the range over `--fused-rounds` interleaved rounds, and skips a
 path whose compiled memory would not fit in the machine's available memory
 (`--fused-rounds 0` compiles and reports memory only, running nothing). About 30 minutes on
 2 cores.
@@ -139,6 +140,22 @@ def fused_losses(chunk_size: int) -> dict[str, Callable]:
   }
 
 
+def fused_steps(chunk_size: int, block_size: int = losses.LINEAR_BLOCK_SIZE) -> dict[str, Callable]:
+  """`(loss, (d_hidden, d_kernel))` of (hidden, kernel, labels) for every path: `jax.value_and_grad`
+  of each `fused_losses` path, and `linear_smoothed_cross_entropy_and_grads` (named by
+  `fused_and_grads_name`), which returns the gradients itself."""
+  steps = {fused_and_grads_name(block_size): lambda h, w, y: (
+      losses.linear_smoothed_cross_entropy_and_grads(
+          h, w, y, LABEL_SMOOTHING, block_size=block_size, chunk_size=chunk_size))}
+  for name, loss_fn in fused_losses(chunk_size).items():
+    steps[name] = jax.value_and_grad(loss_fn, argnums=(0, 1))
+  return steps
+
+
+def fused_and_grads_name(block_size: int) -> str:
+  return f"fused a={LABEL_SMOOTHING}, loss and grads in one pass, block {block_size}"
+
+
 def available_bytes() -> int:
   for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
     if line.startswith("MemAvailable:"):
@@ -146,7 +163,7 @@ def available_bytes() -> int:
   return 2**63
 
 
-def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
+def bench_fused(shapes, rounds: int, chunk_size: int, block_size: int) -> None:
   print(f"\nOutput layer + loss, fwd+grad of the mean loss w.r.t. hidden and kernel; float32; "
         f"median [min, max] of {rounds} interleaved rounds after a warm-up call; temp = XLA "
         "compiled temporary memory.\n")
@@ -159,9 +176,8 @@ def bench_fused(shapes, rounds: int, chunk_size: int) -> None:
     kernel = jax.random.normal(key_kernel, (dim, num_classes), jnp.float32)
     labels = jax.random.randint(key_labels, (num_tokens,), 0, num_classes)
     compiled, skipped = {}, []
-    for name, loss_fn in fused_losses(chunk_size).items():
-      executable = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1))).lower(
-          hidden, kernel, labels).compile()
+    for name, step in fused_steps(chunk_size, min(block_size, num_tokens)).items():
+      executable = jax.jit(step).lower(hidden, kernel, labels).compile()
       memory = executable.memory_analysis()
       needed = memory.temp_size_in_bytes + memory.output_size_in_bytes
       if rounds and needed > available_bytes():
@@ -206,6 +222,8 @@ def main() -> None:
                       help="N,d,V triples of the fused section")
   parser.add_argument("--chunk-size", type=int, default=losses.LINEAR_CHUNK_SIZE,
                       help="vocabulary chunk of the fused loss")
+  parser.add_argument("--block-size", type=int, default=losses.LINEAR_BLOCK_SIZE,
+                      help="tokens per block of linear_smoothed_cross_entropy_and_grads")
   args = parser.parse_args()
   start = time.perf_counter()
   print(f"Machine: {machine_description()}.")
@@ -213,7 +231,7 @@ def main() -> None:
     bench_logits_losses(args.repeats)
   if args.only in ("all", "fused"):
     shapes = [tuple(int(size) for size in shape.split(",")) for shape in args.fused_shapes]
-    bench_fused(shapes, args.fused_rounds, args.chunk_size)
+    bench_fused(shapes, args.fused_rounds, args.chunk_size, args.block_size)
   print(f"\nLoad average {os.getloadavg()[0]:.1f} at the end; took "
         f"{time.perf_counter() - start:.0f} s.")
 

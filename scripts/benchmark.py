@@ -24,13 +24,15 @@ The figures (each compares programs interleaved in a shuffled order within every
                     `--torch-python` (default: this interpreter) can import torch; else recorded
                     as skipped with the reason. One untimed run of each first (warm caches).
   sweep_throughput  `scripts/sweep.py configs/sweeps/strength.py --seeds 0 --override
-                    num_steps=2000` (10 runs, default parallelism), the same with `--in-process`
-                    (long-lived workers), and one of its runs alone; throughput ratio = 10 x one
+                    num_steps=2000` (10 runs, default parallelism and workers), the same with
+                    `--process-per-run`, and one of its runs alone; throughput ratio = 10 x one
                     run / sweep, per round, for each.
-  fused_loss        forward+grad of `losses.linear_smoothed_cross_entropy` (both modes) and
-                    `h @ W` + a loss on the logits (`bench_losses.fused_losses`), at (4096, 512,
-                    32000) by default; paired time ratio to `h @ W` + optax integer-label CE per
-                    round, and XLA's compiled temporary memory.
+  fused_loss        loss and gradients w.r.t. hidden and kernel: the default path
+                    `losses.linear_smoothed_cross_entropy_and_grads`, `jax.value_and_grad` of
+                    `losses.linear_smoothed_cross_entropy` (both modes) and of `h @ W` + a loss
+                    on the logits (`bench_losses.fused_steps`), at (4096, 512, 32000) by
+                    default; paired time ratio to `h @ W` + optax integer-label CE per round, and
+                    XLA's compiled temporary memory.
 """
 import argparse
 import datetime
@@ -240,21 +242,24 @@ def measure_sweep(quick: bool, rounds: int) -> dict:
     _timed(single())  # Untimed: warms the compilation and file caches.
     shown = {"sweep": _display(sweep()).replace(f"/sweep{next(counter) - 1} ", "/sweepN "),
              "single": _display(single_command)}
-    in_process = lambda: sweep() + ["--in-process"]
-    shown["in_process"] = _display(in_process()).replace(f"/sweep{next(counter) - 1} ", "/sweepN ")
-    times = _shuffled_rounds({"sweep": sweep, "in_process": in_process, "single": single}, rounds,
-                             seed=2, warm_up=False)
+    per_run = lambda: sweep() + ["--process-per-run"]
+    shown["process_per_run"] = _display(per_run()).replace(
+        f"/sweep{next(counter) - 1} ", "/sweepN ")
+    times = _shuffled_rounds({"sweep": sweep, "process_per_run": per_run, "single": single},
+                             rounds, seed=2, warm_up=False)
   import sweep as sweep_script  # pylint: disable=g-import-not-at-top
   runs = len(printed)
   return {"sweep_file": sweep_file, "runs": runs, "num_steps": num_steps, "rounds": rounds,
           "parallel": sweep_script.DEFAULT_PARALLEL,
           "sweep": {"command": shown["sweep"], "seconds": summary(times["sweep"])},
-          "in_process": {"command": shown["in_process"], "seconds": summary(times["in_process"])},
+          "process_per_run": {"command": shown["process_per_run"],
+                              "seconds": summary(times["process_per_run"])},
           "single": {"command": shown["single"], "seconds": summary(times["single"])},
           "throughput_ratio": summary(
               [runs * one / whole for one, whole in zip(times["single"], times["sweep"])]),
-          "in_process_throughput_ratio": summary(
-              [runs * one / whole for one, whole in zip(times["single"], times["in_process"])])}
+          "process_per_run_throughput_ratio": summary(
+              [runs * one / whole
+               for one, whole in zip(times["single"], times["process_per_run"])])}
 
 
 def measure_fused(quick: bool, rounds: int, shape: tuple[int, int, int]) -> dict:
@@ -264,14 +269,16 @@ def measure_fused(quick: bool, rounds: int, shape: tuple[int, int, int]) -> dict
   from ls_jax import losses  # pylint: disable=g-import-not-at-top
   num_tokens, dim, num_classes = shape
   chunk_size = min(losses.LINEAR_CHUNK_SIZE, num_classes)
+  block_size = min(losses.LINEAR_BLOCK_SIZE, num_tokens)
   key_hidden, key_kernel, key_labels = jax.random.split(jax.random.PRNGKey(0), 3)
   hidden = jax.random.normal(key_hidden, (num_tokens, dim), jnp.float32) / dim**0.5
   kernel = jax.random.normal(key_kernel, (dim, num_classes), jnp.float32)
   labels = jax.random.randint(key_labels, (num_tokens,), 0, num_classes)
   compiled = {}
-  for name, loss_fn in bench_losses.fused_losses(chunk_size).items():
-    executable = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1))).lower(
-        hidden, kernel, labels).compile()
+  # Each path returns (loss, (d_hidden, d_kernel)): jax.value_and_grad of a scalar loss, or the
+  # fused entry point that returns its gradients itself (the language model's step).
+  for name, step in bench_losses.fused_steps(chunk_size, block_size).items():
+    executable = jax.jit(step).lower(hidden, kernel, labels).compile()
     compiled[name] = (executable, executable.memory_analysis().temp_size_in_bytes)
   times = bench_losses.time_interleaved(
       {name: executable for name, (executable, _) in compiled.items()},
@@ -284,10 +291,10 @@ def measure_fused(quick: bool, rounds: int, shape: tuple[int, int, int]) -> dict
         "time_ratio": summary([mine / theirs for mine, theirs in zip(times[name], times[baseline])]),
         "temp_bytes": temp,
         "memory_ratio": compiled[baseline][1] / temp if temp else None}
-  default = next(name for name in paths if "recompute" in name)
   return {"shape": {"N": num_tokens, "d": dim, "V": num_classes}, "dtype": "float32",
           "label_smoothing": bench_losses.LABEL_SMOOTHING, "chunk_size": chunk_size,
-          "rounds": rounds, "baseline": baseline, "default_path": default, "paths": paths,
+          "block_size": block_size, "rounds": rounds, "baseline": baseline,
+          "default_path": bench_losses.fused_and_grads_name(block_size), "paths": paths,
           "note": None if quick or shape == (8192, 1024, 128000) else (
               "the issue's (8192, 1024, 128000) takes minutes per call and 8 GiB of temporaries "
               "on 2 cores: measured at a smaller size")}
@@ -343,24 +350,27 @@ def render(record: dict) -> dict[str, str]:
   sweep = figures["sweep_throughput"]
   blocks["sweep_throughput"] = "\n".join([
       f"{sweep['runs']} runs of {sweep['num_steps']} steps (`{sweep['sweep_file']}`, one seed), "
-      f"`sweep.py` at its default `--parallel {sweep['parallel']}`, against one of its runs "
-      f"alone; {sweep['rounds']} round(s) in a shuffled order.", "",
+      f"`sweep.py` at its default `--parallel {sweep['parallel']}` (worker processes) and with "
+      f"`--process-per-run`, against one of its runs alone; {sweep['rounds']} round(s) in a "
+      "shuffled order.", "",
       "| process | command | seconds |", "|---|---|---:|",
-      f"| sweep, {sweep['runs']} runs | `{sweep['sweep']['command']}` "
+      f"| sweep.py, {sweep['runs']} runs | `{sweep['sweep']['command']}` "
       f"| {_range(sweep['sweep']['seconds'], 1)} |",
-      *([f"| sweep.py --in-process, {sweep['runs']} runs | `{sweep['in_process']['command']}` "
-         f"| {_range(sweep['in_process']['seconds'], 1)} |"] if "in_process" in sweep else []),
+      f"| sweep.py --process-per-run, {sweep['runs']} runs "
+      f"| `{sweep['process_per_run']['command']}` "
+      f"| {_range(sweep['process_per_run']['seconds'], 1)} |",
       f"| one run alone | `{sweep['single']['command']}` "
       f"| {_range(sweep['single']['seconds'], 1)} |", "",
       f"Throughput ratio ({sweep['runs']} × one run ÷ sweep), per round: "
-      f"**{_range(sweep['throughput_ratio'], 2)}x**"
-      + (f"; with `--in-process`: **{_range(sweep['in_process_throughput_ratio'], 2)}x**."
-         if "in_process" in sweep else ".")]) + "\n"
+      f"**{_range(sweep['throughput_ratio'], 2)}x**; with `--process-per-run`: "
+      f"**{_range(sweep['process_per_run_throughput_ratio'], 2)}x**."]) + "\n"
   fused = figures["fused_loss"]
   shape = fused["shape"]
   lines = [f"Forward+grad of the mean loss w.r.t. hidden and kernel at (N, d, V) = "
            f"({shape['N']}, {shape['d']}, {shape['V']}), {fused['dtype']}, a = "
-           f"{fused['label_smoothing']}, chunk {fused['chunk_size']}; {fused['rounds']} "
+           f"{fused['label_smoothing']}, chunk {fused['chunk_size']}"
+           + (f", block {fused['block_size']} tokens" if "block_size" in fused else "")
+           + f"; {fused['rounds']} "
            "interleaved rounds after a warm-up call. The time ratio is paired: each round's time "
            "over the baseline's in the same round. Temp is XLA's compiled temporary memory."
            + (f" Note: {fused['note']}." if fused.get("note") else ""), "",

@@ -147,6 +147,33 @@ def test_padding_is_masked_a_padded_sequence_has_the_loss_of_its_prefix():
                                                    config), prefix, rtol=1e-6)
 
 
+@pytest.mark.parametrize("tie_embedding", [True, False])
+def test_step_gradients_through_the_model_vjp_equal_autodiff_of_the_loss(tie_embedding):
+  """The step's `loss_and_grads` (the fused loss's own gradients, pulled back through the model's
+  vjp) against `jax.value_and_grad` of `next_token_loss`, on a batch with padding."""
+  config = tiny_config(**{"loss.label_smoothing": 0.1, "lm.z_loss": 1e-3,
+                          "lm.tie_embedding": tie_embedding, "lm.chunk_size": 300})
+  model, state = _model_and_params(config)
+  rng = np.random.default_rng(1)
+  sequences = rng.integers(3, 2048, (4, 33)).astype(np.int32)
+  tokens, labels = sequences[:, :-1].copy(), sequences[:, 1:].copy()
+  tokens[1, 20:], labels[1, 19:] = 0, 0  # A padded sequence.
+  task = tasks.task_for(config)
+  (loss, aux), grads = jax.jit(lambda variables: task.loss_and_grads(
+      model, variables, tokens, labels, config, vocab_mesh=None))({"params": state.params})
+  assert aux == (None, None)
+  expected_loss, expected_grads = jax.jit(jax.value_and_grad(lambda params: (
+      language_model.next_token_loss(model, {"params": params}, tokens, labels, config))))(
+          state.params)
+  np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+  assert jax.tree.structure(grads) == jax.tree.structure(expected_grads)
+  # Float rounding only: within 1e-5 of the largest gradient entry (some entries are 0 in exact
+  # arithmetic and ~1e-11 in float32, in either order of the sums).
+  scale = max(float(np.abs(leaf).max()) for leaf in jax.tree.leaves(expected_grads))
+  jax.tree.map(lambda grad, expected: np.testing.assert_allclose(
+      grad, expected, rtol=1e-4, atol=1e-5 * scale), grads, expected_grads)
+
+
 # ------------------------------------------------------------------------------------------------
 # Evaluation.
 

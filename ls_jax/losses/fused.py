@@ -21,6 +21,12 @@ from ls_jax.losses.classification import NEGATIVE_SMOOTHING_MIN
 # for 8192 tokens). On CPU, chunks of 1024-4096 timed within noise of each other (2048 tokens,
 # d = 256, V = 32768); the compiled temporaries grow with the chunk (docs/benchmarks.md).
 LINEAR_CHUNK_SIZE = 2048
+# Tokens per block of `linear_smoothed_cross_entropy_and_grads`. A block's logits take
+# `LINEAR_BLOCK_SIZE x V x 4` bytes (125 MiB at V = 128000), and each block reads the whole kernel
+# three times. At (8192, 1024, 128000) on 2 CPU cores, blocks of 128 tokens took 1.10-1.13x the
+# time of `h @ W` + optax CE (159 MiB of temporaries), blocks of 256 1.01-1.02x (286 MiB), and
+# blocks of 512 would hold 540 MiB (15x less than the 8000 MiB of `h @ W` + optax, short of 20x).
+LINEAR_BLOCK_SIZE = 256
 
 
 def linear_smoothed_cross_entropy(
@@ -72,10 +78,11 @@ def linear_smoothed_cross_entropy(
   cotangent is the same for every unmasked token, as for `loss.mean()` or
   `loss.sum() / where.sum()`; otherwise the backward pass recomputes `d kernel` as the default mode
   does. The price is memory: a float32 `kernel`-sized gradient is accumulated and kept between
-  the passes (1.1 GiB of temporaries at the size above, 7x less than the materialized path instead
-  of 34x), and the gradient's work is done even when only the loss is used under `jax.vjp`.
-  Recomputation is the default because it meets the memory goal (README, Benchmarks, for the
-  measured times).
+  the passes (643 MiB of temporaries at the size above, 12x less than the materialized path
+  instead of 34x), and the gradient's work is done even when only the loss is used under
+  `jax.vjp`. Recomputation is the default because it meets the memory goal (README, Benchmarks,
+  for the measured times). A training step that wants the gradients at once gets them as outputs,
+  with no residual and in three matrix products, from `linear_smoothed_cross_entropy_and_grads`.
 
   Inputs of any floating dtype are multiplied in their own precision with float32 accumulation
   (`preferred_element_type`), bf16 included; the loss is float32 (float64 for float64 inputs).
@@ -115,6 +122,99 @@ def linear_smoothed_cross_entropy(
   if where is not None:
     loss = jnp.where(where, loss, 0)
   return loss.reshape(batch_shape)
+
+
+def linear_smoothed_cross_entropy_and_grads(
+    hidden: ArrayLike,
+    kernel: ArrayLike,
+    labels: ArrayLike,
+    label_smoothing: ArrayLike = 0.0,
+    *,
+    where: ArrayLike | None = None,
+    z_loss: ArrayLike = 0.0,
+    block_size: int = LINEAR_BLOCK_SIZE,
+    chunk_size: int = LINEAR_CHUNK_SIZE,
+) -> tuple[Array, tuple[Array, Array]]:
+  r"""The mean of `linear_smoothed_cross_entropy` over unmasked tokens, and its gradients.
+
+  Returns what `jax.value_and_grad(f, argnums=(0, 1))(hidden, kernel)` returns for
+
+    f = lambda hidden, kernel: linear_smoothed_cross_entropy(
+        hidden, kernel, labels, label_smoothing, where=where, z_loss=z_loss).sum() / n,
+
+  `n = max(where.sum(), 1)` (the number of tokens without `where`): the loss of a language
+  model's step (`ls_jax.trainer.language_model`), with the same per-token formula
+  `L = logsumexp(z) - (1 - a) z_y - a mean_k(z) + b logsumexp(z)^2` (`z = hidden @ kernel`;
+  Szegedy et al. 2016, §7; z-loss of PaLM, Chowdhery et al. 2022, §5), at the cost of three
+  matrix products instead of four and without keeping anything between two passes:
+
+  - one pass over blocks of `block_size` tokens, each with all V logits (the order of Liger-Kernel's
+    fused linear cross-entropy, Hsu et al. 2024): a block's logits `z_B = hidden_B @ kernel`, its
+    exact `logsumexp`, then `d z_B = ((1 + 2 b lse) softmax(z_B) - a / V - (1 - a) onehot(y)) / n`
+    (`n` the number of unmasked tokens), `d hidden_B = d z_B @ kernel.T`, and
+    `d kernel += hidden_B.T @ d z_B`;
+  - `d kernel` is accumulated in the function's output, so under `jit` it is the gradient's own
+    buffer: no kernel-sized residual, which is what `gradient_in_forward=True` of
+    `linear_smoothed_cross_entropy` keeps between its passes, because a `custom_vjp` cannot return
+    a gradient from its forward pass. It is updated `chunk_size` columns at a time, in place
+    (a whole block's `hidden_B.T @ d z_B` would be a kernel-sized temporary: XLA does not
+    accumulate into a matrix product's output).
+
+  Use it where the gradients are wanted right away, as in a training step: `jax.vjp` the model to
+  `(hidden, kernel)`, call this, and pull `(d hidden, d kernel)` back through the vjp
+  (`language_model.next_token_loss_and_grads`; a tied embedding's two gradients add up there). It
+  is not itself differentiable (use `linear_smoothed_cross_entropy` under `jax.grad`).
+
+  Memory: the temporaries are two `(block_size, V)` float32 blocks (the logits and `d z`) and a
+  `(d, chunk_size)` one. At 8192 tokens, d = 1024, V = 128000 with the default blocks of 256
+  tokens, XLA's compiled temporary memory is 286 MiB, against 8000 MiB for `jax.value_and_grad`
+  of `hidden @ kernel` followed by optax's integer-label cross-entropy (28x less; 159 MiB for
+  blocks of 128 tokens); the outputs are the loss and the two gradients. A larger block means
+  fewer passes over `kernel` and larger matrix products, and proportionally larger temporaries
+  (`LINEAR_BLOCK_SIZE` for measured times).
+
+  Same conventions as `linear_smoothed_cross_entropy`: masked tokens (`where` False) contribute
+  nothing, even if their hidden states are NaN or infinite; a label outside `[0, V)` of an
+  unmasked token makes the loss and the gradients NaN; inputs of any floating dtype are multiplied
+  in their own precision with float32 accumulation (`d z` is cast to that precision before its two
+  products, as in the backward pass of `linear_smoothed_cross_entropy`).
+
+  Args:
+    hidden, kernel, labels, label_smoothing, where, z_loss: as in `linear_smoothed_cross_entropy`.
+    block_size: tokens per block; need not divide the number of tokens (the last block is
+      smaller).
+    chunk_size: columns of `d kernel` per in-place update; need not divide V.
+
+  Returns:
+    `(loss, (d_hidden, d_kernel))`: the float32 scalar mean loss (float64 for float64 inputs), and
+    its gradients with the shapes and dtypes of `hidden` and `kernel`.
+
+  Raises:
+    ValueError: as `linear_smoothed_cross_entropy`, or if `block_size` or `chunk_size` is not a
+      positive integer.
+  """
+  name = "linear_smoothed_cross_entropy_and_grads"
+  hidden, kernel, labels, where, label_smoothing, z_loss = _checked_linear_inputs(
+      name, hidden, kernel, labels, label_smoothing, where, z_loss, chunk_size)
+  if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
+    raise ValueError(f"{name}: block_size must be a positive integer, got {block_size!r}.")
+  hidden_shape, hidden_dtype = hidden.shape, hidden.dtype
+  hidden, labels, where = _flat_tokens(hidden, labels, where)
+  safe_hidden = _poisoned_and_masked(hidden, labels, kernel.shape[1], where)
+  dtype = _linear_compute_dtype(hidden, kernel)
+  num_tokens = labels.shape[0]
+  count = jnp.maximum(num_tokens if where is None else jnp.sum(where), 1).astype(dtype)
+  # Each token's cotangent in the mean: 1 / count, 0 where masked.
+  weights = jnp.full((num_tokens,), 1 / count, dtype)
+  if where is not None:
+    weights = jnp.where(where, weights, 0)
+  per_token, d_hidden, d_kernel, _, _ = _linear_loss_and_grads_by_token_blocks(
+      safe_hidden, kernel, labels, label_smoothing, z_loss, min(block_size, max(num_tokens, 1)),
+      weights, chunk_size)
+  if where is not None:
+    per_token = jnp.where(where, per_token, 0)
+  loss = per_token.sum() / count
+  return loss, (d_hidden.astype(hidden_dtype).reshape(hidden_shape), d_kernel.astype(kernel.dtype))
 
 
 def vocab_parallel_linear_smoothed_cross_entropy(
@@ -296,46 +396,11 @@ def _linear_loss_gradient_in_forward(
 def _linear_loss_gradient_in_forward_fwd(
     hidden, kernel, labels, label_smoothing, z_loss, where, chunk_size):
   """Loss and per-token gradients over blocks of tokens, each with all V logits."""
-  dtype = _linear_compute_dtype(hidden, kernel)
-  operand_dtype = jnp.result_type(hidden, kernel)
   num_tokens, num_classes = hidden.shape[0], kernel.shape[1]
   # About as many logits per block as a vocabulary chunk of the default mode holds.
   block_tokens = max(1, min(num_tokens, num_tokens * chunk_size // num_classes))
-
-  def add_block(carry, start, width):
-    loss, d_hidden, d_kernel, d_smoothing, d_z_loss = carry
-    hidden_block = lax.dynamic_slice_in_dim(hidden, start, width)
-    label_block = lax.dynamic_slice_in_dim(labels, start, width)
-    logits = jnp.dot(hidden_block, kernel, preferred_element_type=dtype)
-    log_normalizer = jax.nn.logsumexp(logits, axis=-1)
-    probs = jnp.exp(logits - log_normalizer[:, None])
-    is_label = lax.broadcasted_iota(label_block.dtype, logits.shape, 1) == label_block[:, None]
-    label_logit = jnp.sum(jnp.where(is_label, logits, 0), axis=-1)
-    block_loss = log_normalizer - label_logit
-    # d loss / d logits = (1 + 2 b lse) softmax - a / V - (1 - a) onehot.
-    if z_loss is not None:
-      block_loss += z_loss * log_normalizer**2
-      probs *= 1 + 2 * z_loss * log_normalizer[:, None]
-      d_z_loss = lax.dynamic_update_slice_in_dim(d_z_loss, log_normalizer**2, start, 0)
-    if label_smoothing is None:
-      d_logits = jnp.where(is_label, probs - 1, probs)
-    else:
-      smoothing_slope = label_logit - jnp.mean(logits, axis=-1)
-      block_loss += label_smoothing * smoothing_slope
-      d_logits = probs - label_smoothing / num_classes - jnp.where(
-          is_label, 1 - label_smoothing, 0)
-      d_smoothing = lax.dynamic_update_slice_in_dim(d_smoothing, smoothing_slope, start, 0)
-    d_logits = d_logits.astype(operand_dtype)
-    loss = lax.dynamic_update_slice_in_dim(loss, block_loss, start, 0)
-    d_hidden = lax.dynamic_update_slice_in_dim(
-        d_hidden, jnp.dot(d_logits, kernel.T, preferred_element_type=dtype), start, 0)
-    d_kernel += jnp.dot(hidden_block.T, d_logits, preferred_element_type=dtype)
-    return loss, d_hidden, d_kernel, d_smoothing, d_z_loss
-
-  per_token = jnp.zeros((num_tokens,), dtype)
-  start = (per_token, jnp.zeros(hidden.shape, dtype), jnp.zeros(kernel.shape, dtype),
-           per_token, per_token)
-  loss, *gradients = _fold_chunks(num_tokens, block_tokens, add_block, start)
+  loss, *gradients = _linear_loss_and_grads_by_token_blocks(
+      hidden, kernel, labels, label_smoothing, z_loss, block_tokens, column_chunk=chunk_size)
   residuals = (hidden, kernel, labels, label_smoothing, z_loss, where, *gradients)
   return loss, residuals
 
@@ -367,6 +432,72 @@ def _linear_loss_gradient_in_forward_bwd(chunk_size, residuals, cotangent):
 
 _linear_loss_gradient_in_forward.defvjp(
     _linear_loss_gradient_in_forward_fwd, _linear_loss_gradient_in_forward_bwd)
+
+
+def _linear_loss_and_grads_by_token_blocks(
+    hidden: Array, kernel: Array, labels: Array, label_smoothing: Array | None,
+    z_loss: Array | None, block_tokens: int, weights: Array | None = None,
+    column_chunk: int = LINEAR_CHUNK_SIZE,
+) -> tuple[Array, Array, Array, Array, Array]:
+  """The per-token loss and its gradients in one pass over blocks of tokens, each with all V logits.
+
+  Three matrix products per block: the logits, `d hidden = d z @ kernel.T` and
+  `d kernel += hidden.T @ d z`. `weights [N]` (None: 1) scales each token's gradients (the
+  cotangent of its loss); `d hidden` and `d kernel` are sums of the weighted tokens' gradients,
+  in the compute dtype. Also returns the per-token slopes `d loss / d label_smoothing` and
+  `d loss / d z_loss`, unweighted (zeros for a None scalar).
+  """
+  dtype = _linear_compute_dtype(hidden, kernel)
+  operand_dtype = jnp.result_type(hidden, kernel)
+  num_tokens, num_classes = hidden.shape[0], kernel.shape[1]
+
+  def add_block(carry, start, width):
+    loss, d_hidden, d_kernel, d_smoothing, d_z_loss = carry
+    hidden_block = lax.dynamic_slice_in_dim(hidden, start, width)
+    label_block = lax.dynamic_slice_in_dim(labels, start, width)
+    logits = jnp.dot(hidden_block, kernel, preferred_element_type=dtype)
+    log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+    probs = jnp.exp(logits - log_normalizer[:, None])
+    is_label = lax.broadcasted_iota(label_block.dtype, logits.shape, 1) == label_block[:, None]
+    label_logit = jnp.sum(jnp.where(is_label, logits, 0), axis=-1)
+    block_loss = log_normalizer - label_logit
+    # d loss / d logits = (1 + 2 b lse) softmax - a / V - (1 - a) onehot.
+    if z_loss is not None:
+      block_loss += z_loss * log_normalizer**2
+      probs *= 1 + 2 * z_loss * log_normalizer[:, None]
+      d_z_loss = lax.dynamic_update_slice_in_dim(d_z_loss, log_normalizer**2, start, 0)
+    if label_smoothing is None:
+      d_logits = jnp.where(is_label, probs - 1, probs)
+    else:
+      smoothing_slope = label_logit - jnp.mean(logits, axis=-1)
+      block_loss += label_smoothing * smoothing_slope
+      d_logits = probs - label_smoothing / num_classes - jnp.where(
+          is_label, 1 - label_smoothing, 0)
+      d_smoothing = lax.dynamic_update_slice_in_dim(d_smoothing, smoothing_slope, start, 0)
+    if weights is not None:
+      d_logits *= lax.dynamic_slice_in_dim(weights, start, width)[:, None]
+    d_logits = d_logits.astype(operand_dtype)
+    loss = lax.dynamic_update_slice_in_dim(loss, block_loss, start, 0)
+    # Both products contract without an explicit transpose of kernel or hidden_block.
+    d_hidden = lax.dynamic_update_slice_in_dim(d_hidden, lax.dot_general(
+        d_logits, kernel, (((1,), (1,)), ((), ())), preferred_element_type=dtype), start, 0)
+    # d kernel's columns in chunks: `d_kernel += hidden_block.T @ d_logits` at once would put a
+    # kernel-sized product in a temporary before adding it (XLA does not accumulate into a dot's
+    # output); chunk by chunk, the sum is updated in place.
+    def add_columns(d_kernel, column, columns):
+      update = lax.dot_general(
+          hidden_block, lax.dynamic_slice_in_dim(d_logits, column, columns, axis=1),
+          (((0,), (0,)), ((), ())), preferred_element_type=dtype)
+      return lax.dynamic_update_slice_in_dim(
+          d_kernel, lax.dynamic_slice_in_dim(d_kernel, column, columns, axis=1) + update,
+          column, axis=1)
+    d_kernel = _fold_chunks(num_classes, column_chunk, add_columns, d_kernel)
+    return loss, d_hidden, d_kernel, d_smoothing, d_z_loss
+
+  per_token = jnp.zeros((num_tokens,), dtype)
+  start = (per_token, jnp.zeros(hidden.shape, dtype), jnp.zeros(kernel.shape, dtype),
+           per_token, per_token)
+  return _fold_chunks(num_tokens, block_tokens, add_block, start)
 
 
 def _fold_chunks(size: int, chunk_size: int, add_chunk, carry):

@@ -1,10 +1,13 @@
 """Next-token language modelling: the task the loop runs when `config.model.name` is one of
 `models.LANGUAGE_MODELS`.
 
-The model returns hidden states, and its output layer is fused into the loss
-(`losses.linear_smoothed_cross_entropy`), so the (tokens, vocabulary) logits are never built in
-the step; evaluation computes per-token metrics one batch at a time (`next_token_outputs`). A
-batch holds input tokens as "image" and the next tokens as "label", both `[batch, seq_len]`.
+The model returns hidden states, and its output layer is fused into the loss, so the (tokens,
+vocabulary) logits are never built in the step: the step's loss and gradients come from
+`losses.linear_smoothed_cross_entropy_and_grads` through the model's vjp (`loss_and_grads`), or,
+with the vocabulary split over a mesh, from autodiff of
+`losses.vocab_parallel_linear_smoothed_cross_entropy`. Evaluation computes per-token metrics one
+batch at a time (`next_token_outputs`). A batch holds input tokens as "image" and the next tokens
+as "label", both `[batch, seq_len]`.
 """
 import functools
 from typing import Any, Callable, Optional
@@ -44,6 +47,21 @@ class LanguageModel:
            has_batch_stats: bool) -> tuple[jax.Array, tuple[None, None]]:
     del targets, teacher_logits, has_batch_stats  # Validation rules out mixing and teachers.
     return next_token_loss(model, variables, inputs, labels, config, vocab_mesh), (None, None)
+
+  def loss_and_grads(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
+                     labels: jax.Array, config: ml_collections.ConfigDict, *,
+                     vocab_mesh: Optional[jax.sharding.Mesh]
+                     ) -> tuple[tuple[jax.Array, tuple[None, None]], Any]:
+    """`jax.value_and_grad(self.loss, has_aux=True)` w.r.t. `variables["params"]`, which the train
+    step uses in its place: the output layer's gradients come from the loss's own pass
+    (`next_token_loss_and_grads`), or, with `vocab_mesh`, from autodiff of `next_token_loss`."""
+    if vocab_mesh is not None:
+      loss, grads = jax.value_and_grad(lambda params: next_token_loss(
+          model, {**variables, "params": params}, inputs, labels, config, vocab_mesh))(
+              variables["params"])
+    else:
+      loss, grads = next_token_loss_and_grads(model, variables, inputs, labels, config)
+    return (loss, (None, None)), grads
 
   def step_metrics(self, logits: None, labels: jax.Array) -> dict[str, jax.Array]:
     del logits, labels
@@ -112,6 +130,31 @@ def next_token_loss(model: flax.linen.Module, variables: dict[str, Any], tokens:
   per_token = loss_fn(hidden, kernel, labels, config.loss.label_smoothing, where=where,
                       z_loss=config.lm.z_loss, chunk_size=config.lm.chunk_size)
   return per_token.sum() / jnp.maximum(where.sum(), 1)
+
+
+def next_token_loss_and_grads(model: flax.linen.Module, variables: dict[str, Any],
+                              tokens: jax.Array, labels: jax.Array,
+                              config: ml_collections.ConfigDict) -> tuple[jax.Array, Any]:
+  """`next_token_loss` and its gradient w.r.t. `variables["params"]`, the output layer's from
+  `losses.linear_smoothed_cross_entropy_and_grads`.
+
+  `jax.vjp` of the model gives the hidden states and the output kernel with their pullback; the
+  loss computes `d hidden` and `d kernel` in the same pass as its value (three matrix products
+  with the kernel instead of the four of differentiating `linear_smoothed_cross_entropy`, and no
+  kernel-sized residual), and the pullback carries them into the parameters; with a tied
+  embedding it adds `d kernel.T` to the embedding's gradient.
+  """
+  def hidden_and_kernel(params):
+    params_variables = {**variables, "params": params}
+    return (model.apply(params_variables, tokens, where=tokens != tokenizer.PAD_ID, train=True),
+            model.apply(params_variables, method="output_kernel"))
+
+  (hidden, kernel), pullback = jax.vjp(hidden_and_kernel, variables["params"])
+  loss, output_grads = losses.linear_smoothed_cross_entropy_and_grads(
+      hidden, kernel, labels, config.loss.label_smoothing, where=labels != tokenizer.PAD_ID,
+      z_loss=config.lm.z_loss, chunk_size=config.lm.chunk_size)
+  grads, = pullback(output_grads)
+  return loss, grads
 
 
 def next_token_outputs(model: flax.linen.Module, variables: dict[str, Any], tokens: jax.Array,

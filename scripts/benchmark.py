@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The benchmark record: every figure of docs/benchmarks.md, measured in one run, with the machine.
 
-  python scripts/benchmark.py                            # ~5 minutes on 2 CPU cores
+  python scripts/benchmark.py                            # ~15 minutes on 2 CPU cores
   python scripts/benchmark.py --torch-python /tmp/torchvenv/bin/python   # with the PyTorch baseline
   python scripts/benchmark.py --quick --out /tmp/record.json             # seconds: a smoke test
   python scripts/benchmark.py --render                   # docs from the committed JSON only
@@ -30,9 +30,10 @@ The figures (each compares programs interleaved in a shuffled order within every
   fused_loss        loss and gradients w.r.t. hidden and kernel: the default path
                     `losses.linear_smoothed_cross_entropy_and_grads`, `jax.value_and_grad` of
                     `losses.linear_smoothed_cross_entropy` (both modes) and of `h @ W` + a loss
-                    on the logits (`bench_losses.fused_steps`), at (4096, 512, 32000) by
-                    default; paired time ratio to `h @ W` + optax integer-label CE per round, and
-                    XLA's compiled temporary memory.
+                    on the logits (`bench_losses.fused_steps`), at (8192, 1024, 128000) by
+                    default (8 GiB of temporaries for the baseline, ~20 s a call on 2 cores);
+                    paired time ratio to `h @ W` + optax integer-label CE per round, and XLA's
+                    compiled temporary memory.
 """
 import argparse
 import datetime
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--sweep-rounds", type=int, default=5, help="rounds of the sweep (default 5)")
   parser.add_argument("--torch-python", default=sys.executable,
                       help="the interpreter that runs scripts/torch_mnist1d.py (default: this one)")
-  parser.add_argument("--fused-shape", default="4096,512,32000", help="N,d,V of the fused loss")
+  parser.add_argument("--fused-shape", default="8192,1024,128000", help="N,d,V of the fused loss")
   parser.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES),
                       help="measure these figures; the others are kept from the existing JSON")
   args = parser.parse_args(argv)

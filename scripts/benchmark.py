@@ -27,6 +27,9 @@ The figures (each compares programs interleaved in a shuffled order within every
                     num_steps=2000` (10 runs, default parallelism and workers), the same with
                     `--process-per-run`, and one of its runs alone; throughput ratio = 10 x one
                     run / sweep, per round, for each.
+  seed_batching     the loop's step for 10 seeds at once (`jax.vmap` over stacked states, batches
+                    and keys) against 10 calls of the one-seed step, for the MNIST-1D CNN and MLP:
+                    the paired ratio of their times per seed-step, per round.
   fused_loss        loss and gradients w.r.t. hidden and kernel: the default path
                     `losses.linear_smoothed_cross_entropy_and_grads`, `jax.value_and_grad` of
                     `losses.linear_smoothed_cross_entropy` (both modes) and of `h @ W` + a loss
@@ -56,7 +59,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 RECORD = ROOT / "docs" / "results" / "benchmarks" / "record.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
-FIGURES = ("train_step", "whole_process", "sweep_throughput", "fused_loss")
+FIGURES = ("train_step", "whole_process", "sweep_throughput", "seed_batching", "fused_loss")
 BLOCK = re.compile(r"(<!-- benchmark: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /benchmark -->)",
                    re.DOTALL)
 MATMUL_SIZE = 1024
@@ -263,6 +266,63 @@ def measure_sweep(quick: bool, rounds: int) -> dict:
                for one, whole in zip(times["single"], times["process_per_run"])])}
 
 
+def measure_seed_batching(quick: bool, rounds: int) -> dict:
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import mnist1d  # pylint: disable=g-import-not-at-top
+  from ls_jax import models  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import state as state_lib  # pylint: disable=g-import-not-at-top
+  from ls_jax.trainer import tasks, train  # pylint: disable=g-import-not-at-top
+  seeds, steps = 10, (5 if quick else 100)
+  result = {"seeds": seeds, "steps_per_timing": steps, "rounds": rounds, "models": {}}
+  for variant in ("cnn", "mlp"):
+    config = mnist1d.get_config(variant)
+    model = models.get_model(config.model.name, num_classes=config.num_classes)
+    tx = state_lib.make_optimizer(config.optimizer, config.num_steps)
+    task = tasks.task_for(config)
+    init = lambda key: state_lib.create_train_state(key, model, (40,), tx)  # pylint: disable=cell-var-from-loop
+    step = functools.partial(train.train_step, model=model, config=config, task=task)
+    data = np.random.default_rng(0)
+    batches = {"image": data.normal(size=(seeds, config.batch_size, 40)).astype(np.float32),
+               "label": data.integers(0, 10, (seeds, config.batch_size)).astype(np.int32)}
+    keys = jax.random.split(jax.random.key(0), seeds)
+    sums = {name: np.zeros((seeds,), np.float32) for name in task.step_metric_names}
+    one = jax.jit(step, donate_argnums=(0, 1))
+    many = jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+    carries = {"one": [(init(k), {n: v[0] for n, v in sums.items()}) for k in keys],
+               "many": (jax.vmap(init)(keys), sums)}
+    single = [jax.tree.map(lambda x, i=i: x[i], batches) for i in range(seeds)]
+
+    def run_one():
+      for _ in range(steps):
+        for i in range(seeds):
+          carries["one"][i] = one(*carries["one"][i], single[i], keys[i])
+      jax.block_until_ready(carries["one"])
+
+    def run_many():
+      for _ in range(steps):
+        carries["many"] = many(*carries["many"], batches, keys)
+      jax.block_until_ready(carries["many"])
+
+    programs = {"one seed per call": run_one, f"{seeds} seeds per call (vmap)": run_many}
+    for program in programs.values():  # Compiles and warms up.
+      program()
+    times = {name: [] for name in programs}
+    order = np.random.default_rng(3)
+    for _ in range(rounds):
+      for name in order.permutation(list(programs)):
+        start = time.perf_counter()
+        programs[name]()
+        times[str(name)].append((time.perf_counter() - start) / (steps * seeds))
+    one_name, many_name = programs
+    result["models"][config.model.name] = {
+        name: {"ms_per_seed_step": summary([t * 1e3 for t in times[name]])} for name in programs}
+    result["models"][config.model.name]["speedup"] = summary(
+        [a / b for a, b in zip(times[one_name], times[many_name])])
+  return result
+
+
 def measure_fused(quick: bool, rounds: int, shape: tuple[int, int, int]) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -365,6 +425,19 @@ def render(record: dict) -> dict[str, str]:
       f"Throughput ratio ({sweep['runs']} × one run ÷ sweep), per round: "
       f"**{_range(sweep['throughput_ratio'], 2)}x**; with `--process-per-run`: "
       f"**{_range(sweep['process_per_run_throughput_ratio'], 2)}x**."]) + "\n"
+  batching = figures["seed_batching"]
+  lines = [f"The loop's step (`train.train_step`) for {batching['seeds']} seeds in one call "
+           f"(`jax.vmap` over stacked states, batches and keys) against {batching['seeds']} calls "
+           f"of the one-seed step; {batching['rounds']} interleaved rounds of "
+           f"{batching['steps_per_timing']} steps, after a warm-up.", "",
+           "| model | program | ms per seed-step | speedup (one ÷ vmap, per round) |",
+           "|---|---|---:|---:|"]
+  for model_name, row in batching["models"].items():
+    for name, timing in row.items():
+      if name != "speedup":
+        lines.append(f"| {model_name} | {name} | {_range(timing['ms_per_seed_step'], 3)} | |")
+    lines.append(f"| {model_name} | | | **{_range(row['speedup'], 2)}x** |")
+  blocks["seed_batching"] = "\n".join(lines) + "\n"
   fused = figures["fused_loss"]
   shape = fused["shape"]
   lines = [f"Forward+grad of the mean loss w.r.t. hidden and kernel at (N, d, V) = "
@@ -444,6 +517,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_step": lambda: measure_train_step(args.quick, rounds),
         "whole_process": lambda: measure_whole_process(args.quick, rounds, args.torch_python),
         "sweep_throughput": lambda: measure_sweep(args.quick, 1 if args.quick else args.sweep_rounds),
+        "seed_batching": lambda: measure_seed_batching(args.quick, 2 if args.quick else 5),
         "fused_loss": lambda: measure_fused(args.quick, 2 if args.quick else args.rounds, shape),
     }
     record = {"schema": 1, "command": _display([

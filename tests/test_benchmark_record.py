@@ -41,7 +41,8 @@ def check_schema(record: dict) -> None:
   for field in MACHINE_FIELDS:
     assert record["machine"].get(field), field
   figures = record["figures"]
-  assert set(figures) == {"train_step", "whole_process", "sweep_throughput", "fused_loss"}
+  assert set(figures) == {"train_step", "whole_process", "sweep_throughput", "seed_batching",
+                          "fused_loss"}
   for name, figure in figures.items():
     found = list(_summaries(figure, name))
     assert found, f"{name} has no rounds"
@@ -59,6 +60,9 @@ def check_schema(record: dict) -> None:
   assert "fixed_cost_s" in whole
   assert ("pytorch_over_ls_jax" in whole) != ("skipped" in whole["torch"])
   assert "throughput_ratio" in figures["sweep_throughput"]
+  assert set(figures["seed_batching"]["models"]) == {"cnn1d", "mlp"}
+  for row in figures["seed_batching"]["models"].values():
+    assert "speedup" in row and len(row) == 3  # Both programs and their paired ratio.
   fused = figures["fused_loss"]
   for row in fused["paths"].values():
     assert "time_ratio" in row and row["temp_bytes"] >= 0

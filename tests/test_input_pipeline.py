@@ -1,4 +1,6 @@
 """The input pipeline: the TFDS path on embedded data, data order, sharding, errors."""
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -45,6 +47,38 @@ def test_digits_through_tfds_equals_sklearn():
   assert dataset.train.images.shape[1:] == (8, 8, 1) and dataset.train.images.dtype == np.uint8
   ours = np.concatenate([dataset.train.images, dataset.test.images]).reshape(-1, 64)
   np.testing.assert_array_equal(sort_rows(ours), sort_rows(digits.data.astype(np.uint8)))
+
+
+def test_a_split_is_decoded_once_per_process_read_only_and_again_when_rebuilt(
+    tmp_path, monkeypatch):
+  """A sweep worker reloads its data for every run: the second load decodes nothing, returns the
+  same values, cannot be written into, and a dataset whose files change is decoded again."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  config = data_config(name="sklearn_digits", train_split="train[:80%]",
+                       validation_split="train[80%:]", data_dir=str(tmp_path))
+  input_pipeline.load_dataset(config, num_classes=10, seed=0)  # Builds it in tmp_path.
+  decoded = []
+  records = input_pipeline._records  # pylint: disable=protected-access
+  monkeypatch.setattr(input_pipeline, "_records",
+                      lambda source: decoded.append(len(source)) or records(source))
+  monkeypatch.setattr(input_pipeline, "_DECODED", {})
+  first = input_pipeline.load_dataset(config, num_classes=10, seed=0)
+  assert len(decoded) == 3  # Train, validation, test.
+  second = input_pipeline.load_dataset(config, num_classes=10, seed=1)
+  assert len(decoded) == 3
+  np.testing.assert_array_equal(first.train.images, second.train.images)
+  np.testing.assert_array_equal(first.train.labels, second.train.labels)
+  with pytest.raises(ValueError, match="read-only"):
+    second.train.images[0] = 0
+  second.train.labels[0] = 0  # The labels are a copy (int32), free to change (label noise).
+  assert input_pipeline.load_dataset(config, num_classes=10, seed=0).train.labels[0] == (
+      first.train.labels[0])
+  # Rebuilt: every file of the dataset gets a new modification time.
+  for path in tmp_path.rglob("*array_record*"):
+    shutil.copy(path, str(path) + ".tmp")
+    pathlib.Path(str(path) + ".tmp").replace(path)
+  input_pipeline.load_dataset(config, num_classes=10, seed=0)
+  assert len(decoded) == 6
 
 
 @pytest.mark.parametrize("num_examples,batch_size", [(10, 3), (100, 10), (7, 7)])

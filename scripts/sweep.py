@@ -67,6 +67,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -326,7 +327,9 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
         if not todo:
           time.sleep(1.0)
         continue
-      time.sleep(0.2)
+      # A worker's answer wakes the sweep at once (its next run starts without a polling delay);
+      # a train.py process is polled.
+      select.select([p.sock for p in running if isinstance(p, _Worker)], [], [], 0.2)
       for process in [p for p in running if p.poll() is not None]:
         run, began, log, fd = running.pop(process)
         if isinstance(process, _Worker):

@@ -160,7 +160,8 @@ def test_step_gradients_through_the_model_vjp_equal_autodiff_of_the_loss(tie_emb
   tokens[1, 20:], labels[1, 19:] = 0, 0  # A padded sequence.
   task = tasks.task_for(config)
   (loss, aux), grads = jax.jit(lambda variables: task.loss_and_grads(
-      model, variables, tokens, labels, config, vocab_mesh=None))({"params": state.params})
+      model, variables, tokens, labels, None, config, teacher_logits=None, vocab_mesh=None,
+      has_batch_stats=False))({"params": state.params})
   assert aux == (None, None)
   expected_loss, expected_grads = jax.jit(jax.value_and_grad(lambda params: (
       language_model.next_token_loss(model, {"params": params}, tokens, labels, config))))(

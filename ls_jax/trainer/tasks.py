@@ -1,7 +1,8 @@
 """What a task contributes to the generic train loop, so that the loop never asks which task it runs.
 
-A task says how a batch becomes model inputs (and soft targets), what the loss of a batch is, which
-metrics the step can afford, what evaluation keeps of a batch, and what the final results are.
+A task says how a batch becomes model inputs (and soft targets), what the loss of a batch and its
+gradient are, which metrics the step can afford, what evaluation keeps of a batch, and what the
+final results are.
 Two tasks: `Classification` here (the losses of the method table, `ls_jax.trainer.methods`), and
 next-token language modelling (`ls_jax.trainer.language_model.LanguageModel`).
 """
@@ -52,6 +53,16 @@ class Classification:
     logits, batch_stats = _train_forward(model, variables, inputs, has_batch_stats)
     loss = methods.per_example_loss(logits, labels, targets, config, teacher_logits).mean()
     return loss, (logits, batch_stats)
+
+  def loss_and_grads(self, model: flax.linen.Module, variables: dict[str, Any],
+                     inputs: jax.Array, labels: jax.Array, targets: Optional[jax.Array],
+                     config: ml_collections.ConfigDict, **loss_kwargs
+                     ) -> tuple[tuple[jax.Array, tuple[jax.Array, Any]], Any]:
+    """`((loss, aux), grads)`: `self.loss` and its gradient w.r.t. `variables["params"]`, what the
+    train step applies (a language model computes its own, `LanguageModel.loss_and_grads`)."""
+    return jax.value_and_grad(
+        lambda params: self.loss(model, {**variables, "params": params}, inputs, labels, targets,
+                                 config, **loss_kwargs), has_aux=True)(variables["params"])
 
   def step_metrics(self, logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),

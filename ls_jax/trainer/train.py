@@ -63,17 +63,10 @@ def train_step(state: TrainState, metric_sums: dict[str, jax.Array], batch: dict
     teacher_logits = jax.lax.stop_gradient(
         teacher_model.apply(teacher_variables, inputs, train=False))
 
-  def loss_fn(params):
-    return task.loss(model, model_variables(state, params), inputs, batch["label"], targets,
-                     config, teacher_logits=teacher_logits, vocab_mesh=vocab_mesh,
-                     has_batch_stats=state.batch_stats is not None)
-
-  if hasattr(task, "loss_and_grads"):  # A task that computes its own gradients (language model).
-    (loss, (logits, batch_stats)), grads = task.loss_and_grads(
-        model, model_variables(state, state.params), inputs, batch["label"], config,
-        vocab_mesh=vocab_mesh)
-  else:
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, batch_stats)), grads = task.loss_and_grads(
+      model, model_variables(state, state.params), inputs, batch["label"], targets, config,
+      teacher_logits=teacher_logits, vocab_mesh=vocab_mesh,
+      has_batch_stats=state.batch_stats is not None)
   if axis_name is not None:  # Under jit the mean over the global batch already spans devices.
     grads, loss = jax.lax.pmean((grads, loss), axis_name)
   grad_norm = optax.tree.norm(grads)

@@ -281,7 +281,7 @@ def measure_seed_batching(quick: bool, rounds: int) -> dict:
     model = models.get_model(config.model.name, num_classes=config.num_classes)
     tx = state_lib.make_optimizer(config.optimizer, config.num_steps)
     task = tasks.task_for(config)
-    init = lambda key: state_lib.create_train_state(key, model, (40,), tx)  # pylint: disable=cell-var-from-loop
+    init = functools.partial(state_lib.create_train_state, model=model, input_shape=(40,), tx=tx)
     step = functools.partial(train.train_step, model=model, config=config, task=task)
     data = np.random.default_rng(0)
     batches = {"image": data.normal(size=(seeds, config.batch_size, 40)).astype(np.float32),

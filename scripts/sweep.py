@@ -172,8 +172,8 @@ def move_aside(out: pathlib.Path, name: str, stream) -> None:
 
 class _Worker:
   """A long-lived `ls_jax.experiments.sweep_worker` process (unless `--process-per-run`), and the
-  sweep's end of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`, `send_signal` and
-  `wait`, for the run it is training."""
+  sweep's end of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`,
+  `send_signal` and `wait`, for the run it is training."""
 
   def __init__(self, env: dict[str, str], preexec):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

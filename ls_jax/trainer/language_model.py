@@ -41,20 +41,14 @@ class LanguageModel:
     del rng, config  # Tokens are neither normalized, augmented nor mixed.
     return batch["image"], None
 
-  def loss(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
-           labels: jax.Array, targets: None, config: ml_collections.ConfigDict, *,
-           teacher_logits: None, vocab_mesh: Optional[jax.sharding.Mesh],
-           has_batch_stats: bool) -> tuple[jax.Array, tuple[None, None]]:
-    del targets, teacher_logits, has_batch_stats  # Validation rules out mixing and teachers.
-    return next_token_loss(model, variables, inputs, labels, config, vocab_mesh), (None, None)
-
   def loss_and_grads(self, model: flax.linen.Module, variables: dict[str, Any], inputs: jax.Array,
                      labels: jax.Array, targets: None, config: ml_collections.ConfigDict, *,
                      teacher_logits: None, vocab_mesh: Optional[jax.sharding.Mesh],
                      has_batch_stats: bool) -> tuple[tuple[jax.Array, tuple[None, None]], Any]:
-    """`jax.value_and_grad(self.loss, has_aux=True)` w.r.t. `variables["params"]`, which the train
-    step applies: the output layer's gradients come from the loss's own pass
-    (`next_token_loss_and_grads`), or, with `vocab_mesh`, from autodiff of `next_token_loss`."""
+    """`((loss, (None, None)), grads)`: the mean next-token loss and its gradient w.r.t.
+    `variables["params"]`, which the train step applies. The output layer's gradients come from
+    the loss's own pass (`next_token_loss_and_grads`), or, with `vocab_mesh`, from autodiff of
+    `next_token_loss`."""
     del targets, teacher_logits, has_batch_stats  # Validation rules out mixing and teachers.
     if vocab_mesh is not None:
       loss, grads = jax.value_and_grad(lambda params: next_token_loss(

@@ -1,4 +1,5 @@
 """The training system end to end, on the embedded data and 8 host devices."""
+import collections
 import json
 
 import jax
@@ -169,6 +170,37 @@ def test_train_step_compiles_once(tmp_path):
     state, metric_sums = step(state, metric_sums, *feed(i), jax.random.key(0), None)
   assert int(state.step) == 60
   assert step._cache_size() == 1  # pylint: disable=protected-access
+
+
+def _numbers(results):
+  """results.json's values, timings and the environment left out."""
+  return {k: v for k, v in results.items() if k not in ("train_seconds", "environment")}
+
+
+def test_a_next_seed_in_the_same_process_reuses_the_jitted_step_and_trains_as_alone(
+    tmp_path, monkeypatch):
+  """A sweep worker trains the seeds of a point one after another: the second reuses the first
+  one's jitted functions (the step is not traced again), and trains exactly as that seed trained
+  with every function built afresh. Any traced field that differs builds new ones."""
+  monkeypatch.setattr(train, "_REUSED", collections.OrderedDict())
+  mixup = {"mixup.alpha": 0.2}  # The step draws from its key: a seed traced into it would show.
+  traces = []
+  traced_step = train.train_step
+  monkeypatch.setattr(train, "train_step", lambda *a, **k: traces.append(1) or traced_step(*a, **k))
+  train.train_and_evaluate(small_config(seed=0, **mixup), str(tmp_path / "seed0"))
+  reused = train.train_and_evaluate(small_config(seed=1, **mixup), str(tmp_path / "seed1"))
+  assert len(traces) == 1
+  train._REUSED.clear()  # pylint: disable=protected-access
+  alone = train.train_and_evaluate(small_config(seed=1, **mixup), str(tmp_path / "seed1_alone"))
+  assert len(traces) == 2
+  assert _numbers(reused) == _numbers(alone)
+  for name, array in np.load(tmp_path / "seed1" / "predictions.npz").items():
+    np.testing.assert_array_equal(array, np.load(tmp_path / "seed1_alone" / "predictions.npz")[name])
+  assert reused["nll"] != json.loads((tmp_path / "seed0" / "results.json").read_text())[
+      "nll"]  # The seed did change the run.
+  train.train_and_evaluate(small_config(seed=1, **mixup, **{"loss.label_smoothing": 0.1}),
+                           str(tmp_path / "ls"))
+  assert len(traces) == 3
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):

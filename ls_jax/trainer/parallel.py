@@ -117,7 +117,7 @@ class Parallelism:
     """Zeroed on-device sums of the step's metrics, read once per logging interval."""
     if self.strategy == "pmap":
       return flax.jax_utils.replicate(_zero_metric_sums(names), self.local_devices)
-    return jax.jit(functools.partial(_zero_metric_sums, names), out_shardings=self.replicated)()
+    return _metric_sums_maker(names, self.replicated)()
 
   def read_metric_sums(self, sums: dict[str, jax.Array]) -> dict[str, float]:
     fetched = jax.device_get(sums)
@@ -192,3 +192,10 @@ def _step_on_resident_data(state: TrainState, metric_sums: dict[str, jax.Array],
 
 def _zero_metric_sums(names: tuple[str, ...]) -> dict[str, jax.Array]:
   return {name: jnp.zeros((), jnp.float32) for name in names}
+
+
+@functools.lru_cache(maxsize=None)
+def _metric_sums_maker(names: tuple[str, ...], sharding: jax.sharding.Sharding):
+  """One jitted zero-maker per (names, sharding): the loop asks for new sums at every logging
+  step, and a fresh `jax.jit` each time would trace and lower again (~7 ms)."""
+  return jax.jit(functools.partial(_zero_metric_sums, names), out_shardings=sharding)

@@ -107,6 +107,7 @@ def _display(command: list[str]) -> str:
 def machine() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
+  import ml_dtypes  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from ls_jax.trainer import host  # pylint: disable=g-import-not-at-top
@@ -121,7 +122,9 @@ def machine() -> dict:
           "backend": jax.default_backend(), "devices": jax.device_count(),
           "platform": platform.platform(), "python": platform.python_version(),
           "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
-          "optax": optax.__version__, "load_average_at_start": os.getloadavg()[0]}
+          # Its import time is part of every process's (requirements.txt).
+          "ml_dtypes": ml_dtypes.__version__, "optax": optax.__version__,
+          "load_average_at_start": os.getloadavg()[0]}
 
 
 def _flops(compiled) -> float:
@@ -373,8 +376,8 @@ def render(record: dict) -> dict[str, str]:
   blocks = {}
   blocks["machine"] = (
       f"Machine: {m['cpu_model']} (`lscpu`: {m['lscpu_model_name']}), {m['cores']} cores, "
-      f"backend {m['backend']}; jax {m['jax']}, jaxlib {m['jaxlib']}, numpy {m['numpy']}, optax "
-      f"{m['optax']}, Python {m['python']}. Each table names the command that measured it and when "
+      f"backend {m['backend']}; jax {m['jax']}, jaxlib {m['jaxlib']}, numpy {m['numpy']}, ml_dtypes "
+      f"{m['ml_dtypes']}, optax {m['optax']}, Python {m['python']}. Each table names the command that measured it and when "
       "(`--only` remeasures some figures and keeps the others). Raw rounds: "
       "[`docs/results/benchmarks/record.json`](results/benchmarks/record.json). "
       "Numbers are median [min, max] over the rounds; compare only within one machine.\n")
@@ -507,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     previous = json.loads(out.read_text()) if out.exists() and set(args.only) != set(FIGURES) else {}
     figures = dict(previous.get("figures", {}))
     here = machine()
-    same = ("cpu_model", "cores", "backend", "jax", "jaxlib", "numpy", "optax")
+    same = ("cpu_model", "cores", "backend", "jax", "jaxlib", "numpy", "ml_dtypes", "optax")
     if previous and any(previous["machine"].get(k) != here[k] for k in same):
       raise SystemExit(f"benchmark.py: {out} was measured on another machine or versions; "
                        "--only would mix them: rerun every figure (no --only)")

@@ -14,7 +14,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECORD = ROOT / "docs" / "results" / "benchmarks" / "record.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
-MACHINE_FIELDS = ("cpu_model", "lscpu_model_name", "cores", "jax", "jaxlib", "numpy", "backend")
+MACHINE_FIELDS = ("cpu_model", "lscpu_model_name", "cores", "jax", "jaxlib", "numpy", "ml_dtypes",
+                  "backend")
 
 
 def _benchmark():

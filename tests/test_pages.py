@@ -21,7 +21,15 @@ SUMMARY = HEADER + (
     "LS 0.1,ece,10,0.1334,0.01,0.1259,0.1409,0 1,CE,10,0.0716,0.0621,0.0811,0.0000004,worse,\n"
     "noise 0.2: CE,accuracy,10,0.6344,0.02,0.617,0.652,0 1,,,,,,,,\n"
     "noise 0.2: LS 0.1,accuracy,10,0.6564,0.02,0.64,0.67,0 1,noise 0.2: CE,10,0.022,0.004,"
-    "0.04,0.02,improves,\n")
+    "0.04,0.02,improves,\n"
+    # Fine-tuned from a warm-up named after the noise; one group name holds a literal `*`.
+    "noise 0.2: CE (from ce_noise0.2),accuracy,10,0.64,0.02,0.62,0.66,0 1,,,,,,,,\n"
+    "noise 0.2: LS 0.1 (from ce_noise0.2),accuracy,10,0.67,0.02,0.65,0.69,0 1,"
+    "noise 0.2: CE (from ce_noise0.2),10,0.03,0.01,0.05,0.01,improves,\n"
+    "noise 0.4: CE (from ce_noise0.4),accuracy,10,0.45,0.02,0.43,0.47,0 1,,,,,,,,\n"
+    "noise 0.4: LS 0.1 (from ce_noise0.4),accuracy,10,0.46,0.02,0.44,0.48,0 1,"
+    "noise 0.4: CE (from ce_noise0.4),10,0.01,-0.01,0.03,0.3,no difference detected,\n"
+    "noise* 0.2: CE (from x),accuracy,10,0.11,0.02,0.09,0.13,0 1,,,,,,,,\n")
 
 
 @pytest.fixture
@@ -64,6 +72,22 @@ def test_table_match_template_and_per_column_fields(root):
       "| group | CE | Δ LS 0.1 |\n"
       "|---|---|---|\n"
       "| symmetric 0.2 | 0.634 [0.617, 0.652] | +0.02 |\n")
+
+
+def test_table_match_wildcard_fills_a_grid_of_fine_tuned_runs(root):
+  """`*` in match= stands for the warm-up's name, which differs from row to row."""
+  got = _render(root, 'match="{row}: {col} (from *)" where=metric:accuracy '
+                      'rows="noise 0.2,noise 0.4" metrics="CE@mean,LS 0.1@delta" digits=2')
+  assert got == (
+      "| group | CE | Δ LS 0.1 |\n"
+      "|---|---|---|\n"
+      "| noise 0.2 | 0.64 | +0.03 [+0.01, +0.05] |\n"
+      "| noise 0.4 | 0.45 | n.d. +0.01 [\u22120.01, +0.03] |\n")
+  # A `*` in a row value is literal: "noise*" matches its own group only, not "noise 0.2: ...".
+  assert _render(root, 'match="{row}: {col} (from *)" where=metric:accuracy rows="noise* 0.2" '
+                       'metrics="CE@mean" digits=2').endswith("| noise* 0.2 | 0.11 |\n")
+  with pytest.raises(pages.PagesError, match="no csv row for the table row 'noise 0.6'"):
+    _render(root, 'match="{row}: {col} (from *)" rows="noise 0.6" metrics="CE@mean"')
 
 
 def test_table_baseline_per_row(root):

@@ -37,6 +37,8 @@ Table options:
                 `{col}` by the pivot value; with `{col}` in TPL the pivot column is not matched
                 (noise settings x methods, in groups "mnist1d cnn1d 20% symmetric noise: CE";
                 then pick the metric with where=), without it the pivot is matched as usual.
+                A `*` of TPL stands for any text (`{row} {col} (from *)`: runs fine-tuned from
+                a warm-up named after the row); `*` in a row or pivot value is literal.
   where=C:V,... keep only the csv rows whose column C is V.
   baseline=B    the comparison that the Δ fields read, where a cell has several (strength's Δ
                 against CE and against the peak); `{row}` in B is replaced by the row value
@@ -173,11 +175,21 @@ def format_field(row: dict[str, str], field: str, digits: int) -> str:
   return text
 
 
-def _matching(rows: list[dict[str, str]], wanted: dict[str, str]) -> list[dict[str, str]]:
+def _matching(rows: list[dict[str, str]],
+              wanted: dict[str, str | re.Pattern]) -> list[dict[str, str]]:
+  """The csv rows whose column C equals `wanted[C]`, or fully matches it if it is a pattern."""
   for column in wanted:
     if rows and column not in rows[0]:
       raise PagesError(f"the csv has no column {column!r}; it has {', '.join(rows[0])}")
-  return [row for row in rows if all(row[c] == v for c, v in wanted.items())]
+  return [row for row in rows if all(v.fullmatch(row[c]) if isinstance(v, re.Pattern)
+                                     else row[c] == v for c, v in wanted.items())]
+
+
+def _cell_pattern(template: str, row_value: str, column_value: str) -> re.Pattern:
+  """match=: `{row}` and `{col}` replaced, each `*` of the template standing for any text."""
+  return re.compile(".*".join(
+      re.escape(piece.replace("{row}", row_value).replace("{col}", column_value))
+      for piece in template.split("*")))
 
 
 def pick(candidates: list[dict[str, str]], field: str, baseline: Optional[str],
@@ -272,7 +284,7 @@ def render_table(rows: list[dict[str, str]], options: dict[str, str]) -> str:
       if template is None:
         wanted = {by: row_value, pivot: column.value}
       else:
-        wanted = {by: template.replace("{row}", row_value).replace("{col}", column.value)}
+        wanted = {by: _cell_pattern(template, row_value, column.value)}
         if "{col}" not in template:
           wanted[pivot] = column.value
       candidates = _matching(rows, wanted)

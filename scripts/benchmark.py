@@ -118,7 +118,7 @@ def machine() -> dict:
   except (OSError, subprocess.CalledProcessError):
     lscpu_model = None
   return {"cpu_model": host.cpu_model(), "lscpu_model_name": lscpu_model,
-          "cores": os.cpu_count(), "cores_available": len(os.sched_getaffinity(0)),
+          "cores": os.cpu_count(), "cores_available": host.cores_available(),
           "backend": jax.default_backend(), "devices": jax.device_count(),
           "platform": platform.platform(), "python": platform.python_version(),
           "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,

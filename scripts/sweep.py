@@ -475,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write <out>/commands.txt and <out>/sweep.sbatch (a SLURM array job)")
   slurm = parser.add_argument_group("SLURM (with --slurm)")
   slurm.add_argument("--time", default="24:00:00", help="per task (default 24:00:00)")
-  slurm.add_argument("--cpus-per-task", type=int, default=2, help="default 2")
+  slurm.add_argument("--cpus-per-task", type=int, default=2,
+                     help="default 2; a run's numbers depend on its core count (README)")
   slurm.add_argument("--mem", default="8G", help="per task (default 8G)")
   slurm.add_argument("--throttle", type=int, default=0, metavar="N",
                      help="at most N tasks at once (--array=...%%N; default 0: no limit)")

@@ -43,6 +43,8 @@ def test_run_writes_results_metrics_tensorboard_and_checkpoints(tmp_path):
   assert on_disk["temperature_at_bound"] is False
   assert on_disk["environment"]["device_count"] == jax.device_count() == 8
   assert on_disk["environment"]["cpu_model"]  # Every figure names the machine it came from.
+  import os  # pylint: disable=g-import-not-at-top
+  assert on_disk["environment"]["cpu_cores_available"] == len(os.sched_getaffinity(0))
   assert results["accuracy"] > 0.2  # Above chance (0.1) after 40 steps.
   # predictions.npz holds the logits that the reported metrics were computed from.
   predictions = np.load(tmp_path / "predictions.npz")

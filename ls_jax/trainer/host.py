@@ -1,4 +1,5 @@
-"""The machine a figure came from: every result and benchmark names its CPU."""
+"""The machine a figure came from: every result and benchmark names its CPU and its cores."""
+import os
 import pathlib
 import platform
 
@@ -22,3 +23,16 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or platform.machine()
+
+
+def cores_available() -> int:
+  """The CPU cores this process may run on (its affinity: `taskset`, a SLURM `--cpus-per-task`).
+
+  XLA:CPU's runtime sizes its work to them, and that changes float rounding: on this project's
+  2-core machine the default run reaches test accuracy 0.9040 on both cores and 0.9310 under
+  `taskset -c 0`, with the same compiled program. Bit-identical runs need the same count.
+  """
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # No affinity API (macOS): every core.
+    return os.cpu_count() or 1

@@ -187,7 +187,7 @@ def environment_info(mesh: jax.sharding.Mesh) -> dict[str, Any]:
           "numpy_version": np.__version__, "python_version": platform.python_version(),
           "backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": mesh.size, "process_count": jax.process_count(),
-          "cpu_model": host.cpu_model()}
+          "cpu_model": host.cpu_model(), "cpu_cores_available": host.cores_available()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,

@@ -57,8 +57,9 @@ worker takes the next, a signal checkpoints the running runs (kill -9 of the swe
 SIGTERM), and a worker that dies (out of memory, a crash) fails its run, which a rerun resumes, and
 a new worker takes the next one.
 
-`--parallel N` runs N at a time, each with XLA's CPU thread pool limited to one thread when N > 1
-(the measured default, see README "Sweeps"). On an accelerator use `--parallel 1`.
+`--parallel N` runs N at a time (the measured default: docs/benchmarks.md). Each run may use every
+core, as train.py alone does: XLA:CPU's rounding depends on the cores a process has, so a sweep's
+run equals the same run trained alone only on the same cores. On an accelerator use `--parallel 1`.
 """
 import argparse
 import ctypes
@@ -81,9 +82,6 @@ TRAIN_SCRIPT = REPO_ROOT / "scripts" / "train.py"
 sys.path.insert(0, str(REPO_ROOT))
 from ls_jax.experiments import sweeps  # pylint: disable=g-import-not-at-top
 
-# One intra-op thread per process: with several processes on few cores, XLA's own thread pools
-# would only contend with each other.
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 DEFAULT_PARALLEL = 2
 LOCKED_EXIT = 75  # EX_TEMPFAIL: a SLURM task whose run is locked by another process.
 REPLACED = "replaced"  # <out>/replaced/<name>.old-<time>: mismatched runs moved aside.
@@ -93,13 +91,6 @@ def _duration(seconds: float) -> str:
   seconds = int(round(seconds))
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
       f"{seconds // 60}m{seconds % 60:02d}s")
-
-
-def _child_env(parallel: int) -> dict[str, str]:
-  env = dict(os.environ)
-  if parallel > 1:
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA_FLAGS}".strip()
-  return env
 
 
 def _die_with_parent():
@@ -175,11 +166,11 @@ class _Worker:
   sweep's end of its socket. Like the `Popen` of a train.py, it has `poll`, `returncode`,
   `send_signal` and `wait`, for the run it is training."""
 
-  def __init__(self, env: dict[str, str], preexec):
+  def __init__(self, preexec):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     self.process = subprocess.Popen(
         [sys.executable, "-m", "ls_jax.experiments.sweep_worker", str(theirs.fileno())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         cwd=REPO_ROOT, pass_fds=(theirs.fileno(),), preexec_fn=preexec)
     theirs.close()
     ours.setblocking(False)
@@ -259,7 +250,6 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
   print(f"{len(runs)} runs: {skipped} already finished, {len(todo)} to run, {parallel} at a time",
         file=stream, flush=True)
   (out / "logs").mkdir(parents=True, exist_ok=True)
-  env = _child_env(parallel)
   preexec = _die_with_parent()
   running: dict[subprocess.Popen | _Worker, tuple[sweeps.Run, float, object, int]] = {}
   idle: list[_Worker] = list(workers or [])
@@ -294,10 +284,10 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
         log = open(log_path, "a", encoding="utf-8")
         argv = sweeps.command(run, str(out), train_script, extra)
         if in_process:
-          worker = idle.pop() if idle else _Worker(env, preexec)
+          worker = idle.pop() if idle else _Worker(preexec)
           if worker.process.poll() is not None:  # Died while idle.
             worker.close()
-            worker = _Worker(env, preexec)
+            worker = _Worker(preexec)
           log.write(f"# trained in-process by sweep worker {worker.process.pid}, as:\n")
           log.write(f"$ {sweeps.shell_line(argv)}\n")
           log.flush()
@@ -311,7 +301,7 @@ def run_all(runs: list[sweeps.Run], configs: dict[str, dict], out: pathlib.Path,
         log.write(f"$ {sweeps.shell_line(argv)}\n")
         log.flush()
         # The child inherits the lock: it stays held until train.py exits, even if the sweep dies.
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=REPO_ROOT, pass_fds=(fd,), preexec_fn=preexec)
         running[process] = (run, time.monotonic(), log, fd)
       if not todo and not running and elsewhere:
@@ -495,8 +485,7 @@ def main(argv: list[str] | None = None) -> int:
   workers: list[_Worker] = []
   if in_process and not (args.print or args.slurm):
     # Started now, they import JAX while this process loads and validates the points (~1.5 s).
-    workers = [_Worker(_child_env(args.parallel), _die_with_parent())
-               for _ in range(args.parallel)]
+    workers = [_Worker(_die_with_parent()) for _ in range(args.parallel)]
   try:
     return _sweep(args, extra, workers, in_process)
   finally:

@@ -102,8 +102,9 @@ def test_a_failing_run_and_a_dying_worker_fail_only_their_run(tmp_path):
 def test_a_signal_checkpoints_the_running_runs_and_the_rerun_resumes_them(tmp_path, sig):
   """SIGTERM: the sweep's handler stops its workers; SIGKILL: the kernel does (PDEATHSIG)."""
   sweep = mnist1d_sweep(tmp_path, [{"loss.label_smoothing": 0.1}, {"mixup.alpha": 0.2}])
-  args = (sweep, "--out", tmp_path / "out", "--override", "num_steps=400", "--override",
-          "checkpoint_every_steps=20", "--override", "log_every_steps=20", "--parallel", "2")
+  # Long enough (~3 s at 0.45 ms a step) that neither run ends before both have checkpointed.
+  args = (sweep, "--out", tmp_path / "out", "--override", "num_steps=6000", "--override",
+          "checkpoint_every_steps=100", "--override", "log_every_steps=100", "--parallel", "2")
   proc = start_sweep(*args)
   out = tmp_path / "out"
   deadline = time.time() + 120

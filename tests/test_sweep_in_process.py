@@ -1,11 +1,13 @@
 """`scripts/sweep.py` (default mode): runs trained in long-lived workers, as train.py trains them.
 
-* a run trained in a worker after other runs gives the results.json of the same run trained alone
-  by scripts/train.py, every number equal (timings and the environment aside);
+* a run trained in a worker after other runs, or by one of two workers (a language model too),
+  gives the results.json of the same run trained alone by scripts/train.py, every number equal
+  (timings and the environment aside);
 * a failing run fails alone, and a worker that dies fails only its run: the sweep goes on;
 * SIGTERM or kill -9 of the sweep checkpoints the running runs, and the rerun resumes them.
 
-Real training on MNIST-1D (20 to 300 steps): each test takes seconds.
+Real training on MNIST-1D and the small language model (20 to 6000 steps): each test takes
+seconds.
 """
 import json
 import os
@@ -53,17 +55,36 @@ def test_runs_in_a_worker_after_others_equal_the_same_runs_alone(tmp_path):
   logs = sorted((out / "logs").glob("*.log"))
   workers = {log.read_text().splitlines()[0] for log in logs}
   assert len(logs) == 3 and len(workers) == 1, workers  # One worker trained all three.
-  printed = sweep_py(sweep, "--out", tmp_path / "alone", "--parallel", "1", "--seeds", "3",
-                     *TINY, "--print").stdout.splitlines()
-  for line in printed[1:]:  # The 2nd and 3rd runs: trained in the worker after other runs.
+  # The 2nd and 3rd runs: trained in the worker after other runs.
+  assert_equal_to_runs_alone(sweep, out, tmp_path / "alone", "--seeds", "3", first=1)
+
+
+def assert_equal_to_runs_alone(sweep, out, alone_out, *args, first=0):
+  """The sweep's runs in `out` from the `first` on have the results.json of the same runs trained
+  alone by train.py (the commands of `--print`)."""
+  printed = sweep_py(sweep, "--out", alone_out, *args, *TINY, "--print").stdout.splitlines()
+  for line in printed[first:]:
     argv = line.split()
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, env=env())
     workdir = next(a.split("=", 1)[1] for a in argv if a.startswith("--workdir="))
     name = workdir.rsplit("/", 1)[1]
-    ours, alone = (numeric_leaves(results(d)) for d in (out / name, tmp_path / "alone" / name))
+    ours, alone = (numeric_leaves(results(d)) for d in (out / name, alone_out / name))
     assert ours == alone, {k: (ours.get(k), alone.get(k)) for k in set(ours) | set(alone)
                            if ours.get(k) != alone.get(k)}
     assert len(ours) > 50 and ours[".steps"] == 20
+
+
+def test_runs_of_two_workers_equal_the_same_runs_alone_a_language_model_too(tmp_path):
+  """At --parallel 2 too, and for a language model, whose larger matrix products show XLA
+  settings that the classifiers do not: the sweep sets nothing for its runs that train.py does
+  not (XLA_FLAGS once changed the language model's numbers)."""
+  points = [{"config": "configs/lm_pydoc.py", "optimizer.warmup_steps": 5},
+            {"loss.label_smoothing": 0.1}]
+  sweep = mnist1d_sweep(tmp_path, points)
+  out = tmp_path / "out"
+  done = sweep_py(sweep, "--out", out, "--parallel", "2", *TINY)
+  assert "2 of 2 runs have results" in done.stdout, done.stdout
+  assert_equal_to_runs_alone(sweep, out, tmp_path / "alone", "--parallel", "2")
 
 
 def test_a_failing_run_and_a_dying_worker_fail_only_their_run(tmp_path):

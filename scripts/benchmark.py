@@ -376,8 +376,9 @@ def render(record: dict) -> dict[str, str]:
   blocks = {}
   blocks["machine"] = (
       f"Machine: {m['cpu_model']} (`lscpu`: {m['lscpu_model_name']}), {m['cores']} cores, "
-      f"backend {m['backend']}; jax {m['jax']}, jaxlib {m['jaxlib']}, numpy {m['numpy']}, ml_dtypes "
-      f"{m['ml_dtypes']}, optax {m['optax']}, Python {m['python']}. Each table names the command that measured it and when "
+      f"backend {m['backend']}; jax {m['jax']}, jaxlib {m['jaxlib']}, numpy {m['numpy']}, "
+      f"ml_dtypes {m['ml_dtypes']}, optax {m['optax']}, Python {m['python']}. Each table names "
+      "the command that measured it and when "
       "(`--only` remeasures some figures and keeps the others). Raw rounds: "
       "[`docs/results/benchmarks/record.json`](results/benchmarks/record.json). "
       "Numbers are median [min, max] over the rounds; compare only within one machine.\n")

@@ -196,8 +196,9 @@ def test_a_next_seed_in_the_same_process_reuses_the_jitted_step_and_trains_as_al
   alone = train.train_and_evaluate(small_config(seed=1, **mixup), str(tmp_path / "seed1_alone"))
   assert len(traces) == 2
   assert _numbers(reused) == _numbers(alone)
+  alone_predictions = np.load(tmp_path / "seed1_alone" / "predictions.npz")
   for name, array in np.load(tmp_path / "seed1" / "predictions.npz").items():
-    np.testing.assert_array_equal(array, np.load(tmp_path / "seed1_alone" / "predictions.npz")[name])
+    np.testing.assert_array_equal(array, alone_predictions[name])
   assert reused["nll"] != json.loads((tmp_path / "seed0" / "results.json").read_text())[
       "nll"]  # The seed did change the run.
   train.train_and_evaluate(small_config(seed=1, **mixup, **{"loss.label_smoothing": 0.1}),
